@@ -1,0 +1,333 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/schemas"
+)
+
+// Config configures the ledger stream.
+type Config struct {
+	Stream   string        // default schemas.DefaultStreamName
+	Replicas int           // 1 on one server, 3 on a cluster
+	Dedupe   time.Duration // duplicate window, at least 2 minutes
+	Timeout  time.Duration // per request when the context has no deadline
+}
+
+func (c *Config) withDefaults() {
+	if c.Stream == "" {
+		c.Stream = schemas.DefaultStreamName
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Dedupe < 2*time.Minute {
+		c.Dedupe = 2 * time.Minute
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+}
+
+// Store is the ledger on JetStream.
+type Store struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+var _ domain.Ledger = (*Store)(nil)
+
+// StreamConfig is the ledger stream as the design specifies it: file
+// storage, refuse writes when full rather than drop history, no delete or
+// purge, no age limit, a duplicate window, direct gets for aggregate loads,
+// and atomic batches for cascades.
+func StreamConfig(cfg Config) jetstream.StreamConfig {
+	cfg.withDefaults()
+	return jetstream.StreamConfig{
+		Name:               cfg.Stream,
+		Description:        "keyledger: the ledger of API key lifecycle events",
+		Subjects:           []string{schemas.SubjectRoot + ".>"},
+		Storage:            jetstream.FileStorage,
+		Retention:          jetstream.LimitsPolicy,
+		Discard:            jetstream.DiscardNew,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		MaxAge:             0,
+		MaxMsgSize:         64 << 10,
+		Duplicates:         cfg.Dedupe,
+		Replicas:           cfg.Replicas,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+	}
+}
+
+// Open creates the ledger stream, or adopts an existing one.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	cfg.withDefaults()
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: create stream %s: %w", cfg.Stream, err)
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: st}, nil
+}
+
+// Conn returns the NATS connection.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// StreamName returns the ledger stream's name.
+func (s *Store) StreamName() string { return s.cfg.Stream }
+
+// LastSeq returns the sequence of the last event in the ledger.
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, mapErr("stream info", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Append appends a batch of events, all or none. One event is a plain
+// publish; several are one JetStream atomic batch. Each event expects its
+// aggregate's last sequence to be e.Expected (0 for a new aggregate).
+func (s *Store) Append(ctx context.Context, batch []domain.Append) (domain.AppendResult, error) {
+	if len(batch) == 0 {
+		return domain.AppendResult{}, fmt.Errorf("eventstore: append: empty batch")
+	}
+	msgs := make([]*nats.Msg, len(batch))
+	for i, a := range batch {
+		subj, body, err := Encode(a.Event)
+		if err != nil {
+			return domain.AppendResult{}, err
+		}
+		m := nats.NewMsg(subj)
+		m.Data = body
+		m.Header.Set(schemas.HeaderMsgID, a.MsgID)
+		m.Header.Set(schemas.HeaderExpectedLastSubjSeq, strconv.FormatUint(a.Expected, 10))
+		m.Header.Set(schemas.HeaderExpectedLastSubjSeqSubj, schemas.AggregateSubjects(a.Event.OrganizationID, a.Event.AggregateID))
+		msgs[i] = m
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
+		defer cancel()
+	}
+	if len(msgs) == 1 {
+		ack, err := s.js.PublishMsg(ctx, msgs[0])
+		if err != nil {
+			return domain.AppendResult{}, mapErr("append", err)
+		}
+		return domain.AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	}
+	return s.appendAtomic(ctx, batch[0].Event.ID, msgs)
+}
+
+// appendAtomic publishes msgs as one atomic batch (ADR-50): every message
+// carries the batch id and its position, the last also the commit marker,
+// and only the commit is acknowledged, for the whole batch.
+func (s *Store) appendAtomic(ctx context.Context, batchID string, msgs []*nats.Msg) (domain.AppendResult, error) {
+	if len(batchID) > 64 {
+		batchID = batchID[:64]
+	}
+	for i, m := range msgs {
+		m.Header.Set(schemas.HeaderBatchID, batchID)
+		m.Header.Set(schemas.HeaderBatchSeq, strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return domain.AppendResult{}, mapErr("append batch", err)
+			}
+		}
+	}
+	commit := msgs[len(msgs)-1]
+	commit.Header.Set(schemas.HeaderBatchCommit, "1")
+	reply, err := s.nc.RequestMsgWithContext(ctx, commit)
+	if err != nil {
+		return domain.AppendResult{}, mapErr("append batch", err)
+	}
+	var resp struct {
+		jetstream.PubAck
+		Error *jetstream.APIError `json:"error,omitempty"`
+		Count int                 `json:"count,omitempty"`
+	}
+	if err := json.Unmarshal(reply.Data, &resp); err != nil {
+		return domain.AppendResult{}, fmt.Errorf("eventstore: append batch: bad ack: %w", err)
+	}
+	if resp.Error != nil {
+		return domain.AppendResult{}, mapErr("append batch", resp.Error)
+	}
+	if resp.Count != len(msgs) {
+		return domain.AppendResult{}, fmt.Errorf("eventstore: append batch: %d of %d events acknowledged", resp.Count, len(msgs))
+	}
+	return domain.AppendResult{Seq: resp.Sequence, Duplicate: resp.Duplicate}, nil
+}
+
+// LoadKey rebuilds a key from its events. A key that is not in the ledger is
+// domain.ErrNotFound.
+func (s *Store) LoadKey(ctx context.Context, org, keyID string) (*domain.Key, error) {
+	k := &domain.Key{}
+	found := false
+	err := s.aggregateEvents(ctx, org, keyID, func(e domain.Event) {
+		found = true
+		k.Apply(e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found || k.ID != keyID {
+		return nil, domain.ErrNotFound
+	}
+	return k, nil
+}
+
+// LoadCatalogue returns the permission catalogue (empty when never set).
+func (s *Store) LoadCatalogue(ctx context.Context) (*domain.Catalogue, error) {
+	c := &domain.Catalogue{Permissions: []string{}}
+	msg, err := s.stream.GetLastMsgForSubject(ctx, schemas.AggregateSubjects("", domain.CatalogueAggregateID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, mapErr("load catalogue", err)
+	}
+	e, err := Decode(msg.Subject, msg.Data, msg.Sequence)
+	if err != nil {
+		return nil, err
+	}
+	c.Apply(e)
+	return c, nil
+}
+
+// MemberVersion returns the sequence of the last event about a member of an
+// organization, 0 when there is none.
+func (s *Store) MemberVersion(ctx context.Context, org, userID string) (uint64, error) {
+	msg, err := s.stream.GetLastMsgForSubject(ctx, schemas.AggregateSubjects(org, userID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, mapErr("load member", err)
+	}
+	return msg.Sequence, nil
+}
+
+// EventAt returns the event at a sequence.
+func (s *Store) EventAt(ctx context.Context, seq uint64) (domain.Event, error) {
+	msg, err := s.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return domain.Event{}, domain.ErrNotFound
+	}
+	if err != nil {
+		return domain.Event{}, mapErr("get event", err)
+	}
+	return Decode(msg.Subject, msg.Data, msg.Sequence)
+}
+
+// aggregateEvents calls fn for every event of one aggregate, in order, using
+// direct gets of the next message on the aggregate's subjects.
+func (s *Store) aggregateEvents(ctx context.Context, org, aggregate string, fn func(domain.Event)) error {
+	filter := schemas.AggregateSubjects(org, aggregate)
+	seq := uint64(1)
+	for {
+		msg, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return mapErr("load "+aggregate, err)
+		}
+		e, err := Decode(msg.Subject, msg.Data, msg.Sequence)
+		if err != nil {
+			return err
+		}
+		fn(e)
+		seq = msg.Sequence + 1
+	}
+}
+
+// Follow reads the ledger from sequence from onwards, in order, and calls fn
+// with runs of events: a run ends when the reader has caught up with the
+// stream or holds max events. It returns when ctx ends or fn fails.
+func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]domain.Event) error) error {
+	if from == 0 {
+		from = 1
+	}
+	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{schemas.SubjectRoot + ".>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	})
+	if err != nil {
+		return mapErr("follow", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max))
+	if err != nil {
+		return mapErr("follow", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	run := make([]domain.Event, 0, max)
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return mapErr("follow", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("eventstore: follow: %w", err)
+		}
+		e, err := Decode(msg.Subject(), msg.Data(), meta.Sequence.Stream)
+		if err != nil {
+			return err
+		}
+		run = append(run, e)
+		if meta.NumPending == 0 || len(run) >= max {
+			if err := fn(run); err != nil {
+				return err
+			}
+			run = run[:0]
+		}
+	}
+}
+
+// mapErr turns NATS errors into the domain's vocabulary.
+func mapErr(op string, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return fmt.Errorf("eventstore: %s: %w", op, domain.ErrConflict)
+		}
+		if apiErr.Code == 503 || apiErr.Code == 500 {
+			return fmt.Errorf("eventstore: %s: %v: %w", op, apiErr, domain.ErrUnavailable)
+		}
+		return fmt.Errorf("eventstore: %s: %w", op, err)
+	}
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return fmt.Errorf("eventstore: %s: %v: %w", op, err, domain.ErrUnavailable)
+	}
+	return fmt.Errorf("eventstore: %s: %w", op, err)
+}

@@ -1,0 +1,171 @@
+package projections
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/keyledger/keyledger/domain"
+)
+
+// Source is the ledger as the projector reads it: runs of events in
+// sequence order from a starting sequence.
+type Source interface {
+	Follow(ctx context.Context, from uint64, max int, fn func([]domain.Event) error) error
+}
+
+const runSize = 512
+
+// Run follows the ledger from the checkpoint until ctx ends, reconnecting
+// after errors. Events that cannot be decoded stop the projection rather
+// than be skipped: a projection with a hole would serve wrong answers.
+func (p *Projection) Run(ctx context.Context, src Source) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := src.Follow(ctx, p.Applied()+1, runSize, p.Apply)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errCorrupt) {
+			return err
+		}
+		p.log.Warn("projection: following the ledger failed; retrying", "err", err, "applied", p.Applied())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+var errCorrupt = errors.New("projections: ledger and projection disagree")
+
+// Apply applies a run of events in one Pebble batch together with the
+// sequence of the last one; events at or below the checkpoint are skipped, so
+// applying is exactly-once even when the reader repeats itself.
+func (p *Projection) Apply(events []domain.Event) error {
+	applied := p.Applied()
+	b := p.db.NewBatch()
+	defer b.Close()
+	changed := map[string]*domain.Key{}
+	last := applied
+	for _, e := range events {
+		if e.Seq <= last {
+			continue
+		}
+		if e.Seq != last+1 && last != 0 {
+			// The stream never deletes, so a gap means a reader bug.
+			return fmt.Errorf("%w: expected seq %d, got %d", errCorrupt, last+1, e.Seq)
+		}
+		if err := p.applyOne(b, changed, e); err != nil {
+			return err
+		}
+		last = e.Seq
+	}
+	if last == applied {
+		return nil
+	}
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], last)
+	if err := b.Set([]byte(keyApplied), seq[:], nil); err != nil {
+		return fmt.Errorf("projections: checkpoint: %w", err)
+	}
+	// NoSync is safe: state and checkpoint commit together, and whatever a
+	// crash loses is re-read from the ledger, which is fsynced.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("projections: commit: %w", err)
+	}
+	p.mu.Lock()
+	for _, k := range changed {
+		p.byHash[k.Hash] = k
+	}
+	p.applied = last
+	close(p.notify)
+	p.notify = make(chan struct{})
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, e domain.Event) error {
+	switch d := e.Data.(type) {
+	case domain.KeyCreated:
+		k := &domain.Key{}
+		k.Apply(e)
+		changed[k.ID] = k
+		if err := putRecord(b, k); err != nil {
+			return err
+		}
+		if err := b.Set(append([]byte(prefixHash), k.Hash[:]...), []byte(k.ID), nil); err != nil {
+			return err
+		}
+		if err := b.Set([]byte(prefixOrg+k.OrganizationID+"/"+k.ID), nil, nil); err != nil {
+			return err
+		}
+		if k.Owner.Type == domain.OwnerUser {
+			if err := b.Set([]byte(prefixUser+k.OrganizationID+"/"+k.Owner.ID+"/"+k.ID), nil, nil); err != nil {
+				return err
+			}
+		}
+	case domain.KeyRevoked:
+		cur, ok := changed[d.KeyID]
+		if !ok {
+			var err error
+			if cur, err = p.getRecord(d.KeyID); err != nil {
+				return fmt.Errorf("%w: revoke of %s at seq %d: %v", errCorrupt, d.KeyID, e.Seq, err)
+			}
+		}
+		k := *cur
+		k.Apply(e)
+		changed[k.ID] = &k
+		return putRecord(b, &k)
+	case domain.CataloguePermissionsSet:
+		v, err := json.Marshal(d.Permissions)
+		if err != nil {
+			return err
+		}
+		return b.Set([]byte(keyCatalogue), v, nil)
+	case domain.MemberRemoved:
+		// The revocations travel as their own events in the same batch.
+	default:
+		return fmt.Errorf("%w: unknown event %T at seq %d", errCorrupt, e.Data, e.Seq)
+	}
+	return nil
+}
+
+func putRecord(b *pebble.Batch, k *domain.Key) error {
+	v, err := json.Marshal(toRecord(k))
+	if err != nil {
+		return err
+	}
+	return b.Set([]byte(prefixKey+k.ID), v, nil)
+}
+
+// CatchUp follows src until the projection has applied target, then returns.
+// It is how a rebuild ends.
+func (p *Projection) CatchUp(ctx context.Context, src Source, target uint64) error {
+	if p.Applied() >= target {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := errors.New("caught up")
+	err := src.Follow(ctx, p.Applied()+1, runSize, func(run []domain.Event) error {
+		if err := p.Apply(run); err != nil {
+			return err
+		}
+		if p.Applied() >= target {
+			return done
+		}
+		return nil
+	})
+	if errors.Is(err, done) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,227 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/keyledger/keyledger/domain"
+)
+
+// Validate answers whether value is a usable key, and if so which: format
+// and checksum first (no lookup for garbage), then the hash in the in-memory
+// index. It never reads the ledger. A successful validation is recorded as
+// last-used telemetry.
+func (p *Projection) Validate(value string) (*domain.Key, domain.ValidationReason) {
+	if err := domain.CheckKeyFormat(value); err != nil {
+		return nil, domain.InvalidMalformed
+	}
+	h := domain.HashKey(value)
+	p.mu.RLock()
+	k := p.byHash[h]
+	p.mu.RUnlock()
+	if k == nil {
+		return nil, domain.InvalidNotFound
+	}
+	now := p.cfg.Now()
+	if ok, reason := k.Validity(now); !ok {
+		return nil, reason
+	}
+	p.usage.record(k.ID, now)
+	return k, ""
+}
+
+// Get returns one key as the projection holds it.
+func (p *Projection) Get(_ context.Context, id string) (*domain.Key, error) {
+	return p.getRecord(id)
+}
+
+// KeyOrganization returns the organization of a key.
+func (p *Projection) KeyOrganization(ctx context.Context, id string) (string, error) {
+	k, err := p.getRecord(id)
+	if err != nil {
+		return "", err
+	}
+	return k.OrganizationID, nil
+}
+
+// ActiveUserKeyIDs lists the ids of a user's active keys in an organization.
+func (p *Projection) ActiveUserKeyIDs(_ context.Context, org, userID string) ([]string, error) {
+	var ids []string
+	err := p.scan(prefixUser+org+"/"+userID+"/", func(k, _ []byte) error {
+		id := string(k[bytes.LastIndexByte(k, '/')+1:])
+		rec, err := p.getRecord(id)
+		if err != nil {
+			return err
+		}
+		if rec.Status == domain.StatusActive {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// Catalogue returns the permission catalogue as projected.
+func (p *Projection) Catalogue(_ context.Context) ([]string, error) {
+	v, closer, err := p.db.Get([]byte(keyCatalogue))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("projections: catalogue: %w", err)
+	}
+	defer closer.Close()
+	var perms []string
+	if err := json.Unmarshal(v, &perms); err != nil {
+		return nil, fmt.Errorf("projections: corrupt catalogue: %w", err)
+	}
+	return perms, nil
+}
+
+// ListQuery selects a page of an organization's keys.
+type ListQuery struct {
+	OrganizationID string
+	UserID         string // only this user's keys
+	Status         string // "", "active", "revoked" or "expired"
+	Limit          int
+	Before, After  string // key id cursors, exclusive
+	Ascending      bool   // oldest first; the default is newest first
+	// Visible, when set, hides keys the caller may not see.
+	Visible func(*domain.Key) bool
+}
+
+// ListPage is one page; Before and After are the cursors of the neighbouring
+// pages, empty when there is none.
+type ListPage struct {
+	Keys          []*domain.Key
+	Before, After string
+}
+
+// List pages through an organization's keys (or one user's) in creation
+// order.
+func (p *Projection) List(_ context.Context, q ListQuery) (ListPage, error) {
+	prefix := prefixOrg + q.OrganizationID + "/"
+	if q.UserID != "" {
+		prefix = prefixUser + q.OrganizationID + "/" + q.UserID + "/"
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return ListPage{}, fmt.Errorf("projections: list: %w", err)
+	}
+	defer it.Close()
+
+	// Walk away from the cursor: forward in the page's order for `after`
+	// (and for no cursor), backward for `before`.
+	forward := q.Ascending
+	cursor := q.After
+	if q.Before != "" {
+		forward, cursor = !q.Ascending, q.Before
+	}
+	var valid bool
+	switch {
+	case cursor != "" && forward:
+		valid = it.SeekGE([]byte(prefix + cursor + "\x00"))
+	case cursor != "":
+		valid = it.SeekLT([]byte(prefix + cursor))
+	case forward:
+		valid = it.First()
+	default:
+		valid = it.Last()
+	}
+	var keys []*domain.Key
+	more := false
+	now := p.cfg.Now()
+	for ; valid; valid = step(it, forward) {
+		id := strings.TrimPrefix(string(it.Key()), prefix)
+		k, err := p.getRecord(id)
+		if err != nil {
+			return ListPage{}, err
+		}
+		if !matchStatus(k, q.Status, now) || (q.Visible != nil && !q.Visible(k)) {
+			continue
+		}
+		if len(keys) == q.Limit {
+			more = true
+			break
+		}
+		keys = append(keys, k)
+	}
+	if err := it.Error(); err != nil {
+		return ListPage{}, fmt.Errorf("projections: list: %w", err)
+	}
+	page := ListPage{Keys: keys}
+	if q.Before != "" {
+		slices.Reverse(page.Keys)
+		if len(keys) > 0 {
+			page.After = page.Keys[len(page.Keys)-1].ID
+			if more {
+				page.Before = page.Keys[0].ID
+			}
+		}
+		return page, nil
+	}
+	if len(keys) > 0 {
+		if more {
+			page.After = keys[len(keys)-1].ID
+		}
+		if q.After != "" {
+			page.Before = keys[0].ID
+		}
+	}
+	return page, nil
+}
+
+func step(it *pebble.Iterator, forward bool) bool {
+	if forward {
+		return it.Next()
+	}
+	return it.Prev()
+}
+
+func matchStatus(k *domain.Key, status string, now time.Time) bool {
+	ok, reason := k.Validity(now)
+	switch status {
+	case "":
+		return true
+	case "active":
+		return ok
+	case "revoked":
+		return reason == domain.InvalidRevoked
+	case "expired":
+		return reason == domain.InvalidExpired
+	}
+	return false
+}
+
+// Dump writes the projection's state (without telemetry) as sorted lines of
+// key and value, for golden tests and to compare a projection with a rebuild.
+func (p *Projection) Dump(w io.Writer) error {
+	it, err := p.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if bytes.HasPrefix(k, []byte(prefixLastUsed)) {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%q %q\n", k, v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}

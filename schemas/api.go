@@ -1,0 +1,85 @@
+package schemas
+
+import "time"
+
+// APIKey is the API's key object (WorkOS-compatible, with keyledger's
+// additions organization_id, user_id, expires_at, status).
+type APIKey struct {
+	Object          string     `json:"object"`
+	ID              string     `json:"id"`
+	Owner           Owner      `json:"owner"`
+	OrganizationID  string     `json:"organization_id"`
+	UserID          *string    `json:"user_id"`
+	Name            string     `json:"name"`
+	ObfuscatedValue string     `json:"obfuscated_value"`
+	Value           *string    `json:"value,omitempty"`
+	LastUsedAt      *time.Time `json:"last_used_at"`
+	Permissions     []string   `json:"permissions"`
+	Status          string     `json:"status"`
+	ExpiresAt       *time.Time `json:"expires_at"`
+	RevokedAt       *time.Time `json:"revoked_at,omitempty"`
+	RevokeReason    string     `json:"revoke_reason,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+}
+
+// ObjectAPIKey and ObjectList are the `object` values of the API.
+const (
+	ObjectAPIKey = "api_key"
+	ObjectList   = "list"
+)
+
+// APIKeyList is a page of keys.
+type APIKeyList struct {
+	Object       string       `json:"object"`
+	Data         []APIKey     `json:"data"`
+	ListMetadata ListMetadata `json:"list_metadata"`
+}
+
+// ListMetadata carries the cursors of a page.
+type ListMetadata struct {
+	Before *string `json:"before"`
+	After  *string `json:"after"`
+}
+
+// CreateAPIKeyRequest is the body of POST /organizations/{org}/api_keys.
+type CreateAPIKeyRequest struct {
+	Name        string     `json:"name"`
+	Permissions []string   `json:"permissions"`
+	UserID      string     `json:"user_id,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+// RevokeAPIKeyRequest is the optional body of DELETE /api_keys/{id}.
+type RevokeAPIKeyRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// ValidateRequest is the body of POST /api_keys/validations.
+type ValidateRequest struct {
+	Value string `json:"value"`
+}
+
+// ValidateResponse answers a validation; Reason is set when APIKey is nil.
+type ValidateResponse struct {
+	APIKey *APIKey `json:"api_key"`
+	Reason string  `json:"reason,omitempty"`
+}
+
+// PermissionsBody is the body and answer of /api_key_permissions.
+type PermissionsBody struct {
+	Permissions []string `json:"permissions"`
+}
+
+// MemberRemoval answers DELETE /organizations/{org}/members/{user_id}.
+type MemberRemoval struct {
+	OrganizationID   string   `json:"organization_id"`
+	UserID           string   `json:"user_id"`
+	RevokedAPIKeyIDs []string `json:"revoked_api_key_ids"`
+}
+
+// Error is every error answer of the API.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}

@@ -1,0 +1,59 @@
+package schemas
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Envelope is the JSON of one event in the ledger.
+type Envelope struct {
+	ID             string          `json:"id"`
+	Event          string          `json:"event"`
+	Version        int             `json:"version"`
+	CreatedAt      time.Time       `json:"created_at"`
+	OrganizationID *string         `json:"organization_id"`
+	Actor          Actor           `json:"actor"`
+	Data           json.RawMessage `json:"data"`
+}
+
+// Actor is who issued the command behind an event.
+type Actor struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// Owner is whom a key belongs to.
+type Owner struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// APIKeyCreatedData is the data of api_key.created inside the ledger. Hash is
+// the hex SHA-256 of the key's value; it never leaves the system.
+type APIKeyCreatedData struct {
+	ID              string     `json:"id"`
+	Name            string     `json:"name"`
+	Owner           Owner      `json:"owner"`
+	Permissions     []string   `json:"permissions"`
+	ObfuscatedValue string     `json:"obfuscated_value"`
+	Hash            string     `json:"hash"`
+	ExpiresAt       *time.Time `json:"expires_at"`
+}
+
+// APIKeyRevokedData is the data of api_key.revoked.
+type APIKeyRevokedData struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// MemberRemovedData is the data of organization_member.removed.
+type MemberRemovedData struct {
+	UserID           string   `json:"user_id"`
+	RevokedAPIKeyIDs []string `json:"revoked_api_key_ids"`
+}
+
+// PermissionsUpdatedData is the data of api_key_permissions.updated.
+type PermissionsUpdatedData struct {
+	Permissions         []string `json:"permissions"`
+	PreviousPermissions []string `json:"previous_permissions"`
+}

@@ -1,0 +1,79 @@
+package schemas
+
+import (
+	"embed"
+	"strings"
+)
+
+// Event types. These strings are the ledger's vocabulary: renaming one breaks
+// every subscriber and every stored event.
+const (
+	EventAPIKeyCreated          = "api_key.created"
+	EventAPIKeyRevoked          = "api_key.revoked"
+	EventMemberRemoved          = "organization_member.removed"
+	EventAPIKeyPermissionsSaved = "api_key_permissions.updated"
+)
+
+// EventTypes lists every event type, each with a schema in events/.
+var EventTypes = []string{EventAPIKeyCreated, EventAPIKeyRevoked, EventMemberRemoved, EventAPIKeyPermissionsSaved}
+
+// EventVersion is the version of every event type's current data schema.
+const EventVersion = 1
+
+// The ledger stream and its subjects:
+// keyledger.events.<organization_id>.<aggregate_id>.<event type>.
+const (
+	DefaultStreamName = "KEYLEDGER"
+	SubjectRoot       = "keyledger.events"
+	// SystemOrganization stands in for the organization token of
+	// operator-wide events (the permission catalogue). Organization ids
+	// cannot start with '_', so it never collides with one.
+	SystemOrganization = "_system"
+)
+
+// Subject returns the subject of one event.
+func Subject(org, aggregate, eventType string) string {
+	if org == "" {
+		org = SystemOrganization
+	}
+	return SubjectRoot + "." + org + "." + aggregate + "." + eventType
+}
+
+// AggregateSubjects returns the wildcard covering every event of one aggregate.
+func AggregateSubjects(org, aggregate string) string {
+	if org == "" {
+		org = SystemOrganization
+	}
+	return SubjectRoot + "." + org + "." + aggregate + ".>"
+}
+
+// SubjectEventType returns the event type at the end of a subject.
+func SubjectEventType(subject string) string {
+	parts := strings.SplitN(subject, ".", 5)
+	if len(parts) != 5 {
+		return ""
+	}
+	return parts[4]
+}
+
+// JetStream headers keyledger relies on.
+const (
+	HeaderMsgID                   = "Nats-Msg-Id"
+	HeaderExpectedLastSubjSeq     = "Nats-Expected-Last-Subject-Sequence"
+	HeaderExpectedLastSubjSeqSubj = "Nats-Expected-Last-Subject-Sequence-Subject"
+	HeaderBatchID                 = "Nats-Batch-Id"
+	HeaderBatchSeq                = "Nats-Batch-Sequence"
+	HeaderBatchCommit             = "Nats-Batch-Commit"
+)
+
+// HTTP headers of the API.
+const (
+	HeaderIdempotencyKey     = "Idempotency-Key"
+	HeaderIdempotentReplayed = "Idempotent-Replayed"
+)
+
+// Files holds the JSON Schemas: events/envelope.json and one
+// events/<type>.v<version>.json per event type.
+//
+//go:embed events/*.json
+var Files embed.FS
