@@ -339,3 +339,22 @@ func sameTime(a, b *time.Time) bool {
 	}
 	return a.Equal(*b)
 }
+
+// KeyListQuery selects a page of an organization's keys.
+type KeyListQuery struct {
+	OrganizationID string
+	UserID         string // only this user's keys
+	Status         string // "", "active", "revoked" or "expired"
+	Limit          int
+	Before, After  string // key id cursors, exclusive
+	Ascending      bool   // oldest first; the default is newest first
+	// Visible, when set, hides keys the caller may not see.
+	Visible func(*Key) bool
+}
+
+// KeyPage is one page of keys; Before and After are the cursors of the
+// neighbouring pages, empty when there is none.
+type KeyPage struct {
+	Keys          []*Key
+	Before, After string
+}

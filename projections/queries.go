@@ -87,35 +87,16 @@ func (p *Projection) Catalogue(_ context.Context) ([]string, error) {
 	return perms, nil
 }
 
-// ListQuery selects a page of an organization's keys.
-type ListQuery struct {
-	OrganizationID string
-	UserID         string // only this user's keys
-	Status         string // "", "active", "revoked" or "expired"
-	Limit          int
-	Before, After  string // key id cursors, exclusive
-	Ascending      bool   // oldest first; the default is newest first
-	// Visible, when set, hides keys the caller may not see.
-	Visible func(*domain.Key) bool
-}
-
-// ListPage is one page; Before and After are the cursors of the neighbouring
-// pages, empty when there is none.
-type ListPage struct {
-	Keys          []*domain.Key
-	Before, After string
-}
-
 // List pages through an organization's keys (or one user's) in creation
 // order.
-func (p *Projection) List(_ context.Context, q ListQuery) (ListPage, error) {
+func (p *Projection) List(_ context.Context, q domain.KeyListQuery) (domain.KeyPage, error) {
 	prefix := prefixOrg + q.OrganizationID + "/"
 	if q.UserID != "" {
 		prefix = prefixUser + q.OrganizationID + "/" + q.UserID + "/"
 	}
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return ListPage{}, fmt.Errorf("projections: list: %w", err)
+		return domain.KeyPage{}, fmt.Errorf("projections: list: %w", err)
 	}
 	defer it.Close()
 
@@ -144,7 +125,7 @@ func (p *Projection) List(_ context.Context, q ListQuery) (ListPage, error) {
 		id := strings.TrimPrefix(string(it.Key()), prefix)
 		k, err := p.getRecord(id)
 		if err != nil {
-			return ListPage{}, err
+			return domain.KeyPage{}, err
 		}
 		if !matchStatus(k, q.Status, now) || (q.Visible != nil && !q.Visible(k)) {
 			continue
@@ -156,9 +137,9 @@ func (p *Projection) List(_ context.Context, q ListQuery) (ListPage, error) {
 		keys = append(keys, k)
 	}
 	if err := it.Error(); err != nil {
-		return ListPage{}, fmt.Errorf("projections: list: %w", err)
+		return domain.KeyPage{}, fmt.Errorf("projections: list: %w", err)
 	}
-	page := ListPage{Keys: keys}
+	page := domain.KeyPage{Keys: keys}
 	if q.Before != "" {
 		slices.Reverse(page.Keys)
 		if len(keys) > 0 {

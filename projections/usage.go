@@ -99,3 +99,18 @@ func (p *Projection) RunUsageFlusher(ctx context.Context, interval time.Duration
 		}
 	}
 }
+
+// CopyUsageTo copies every stored last-used time into dst (a rebuild keeps
+// the telemetry the ledger does not hold).
+func (p *Projection) CopyUsageTo(dst *Projection) error {
+	if err := p.usage.flush(); err != nil {
+		return err
+	}
+	b := dst.db.NewBatch()
+	defer b.Close()
+	err := p.scan(prefixLastUsed, func(k, v []byte) error { return b.Set(k, v, nil) })
+	if err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}

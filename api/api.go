@@ -1,0 +1,137 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keyledger/keyledger/domain"
+)
+
+// Commands are the ledger commands the API issues.
+type Commands interface {
+	CreateKey(ctx context.Context, actor domain.Actor, cmd domain.CreateKey, idempotencyKey string) (*domain.Created, error)
+	RevokeKey(ctx context.Context, actor domain.Actor, cmd domain.RevokeKey) (*domain.Key, error)
+	RemoveMember(ctx context.Context, actor domain.Actor, cmd domain.RemoveMember) (domain.MemberRemoved, error)
+	SetCatalogue(ctx context.Context, actor domain.Actor, perms []string) (*domain.Catalogue, error)
+}
+
+// Queries are the reads the API serves from this node's projection.
+type Queries interface {
+	Validate(value string) (*domain.Key, domain.ValidationReason)
+	Get(ctx context.Context, id string) (*domain.Key, error)
+	List(ctx context.Context, q domain.KeyListQuery) (domain.KeyPage, error)
+	Catalogue(ctx context.Context) ([]string, error)
+	LastUsed(id string) *time.Time
+}
+
+// Config assembles a Server.
+type Config struct {
+	Commands Commands
+	Queries  Queries
+	// AdminKeyHash is the SHA-256 of the admin key.
+	AdminKeyHash [sha256.Size]byte
+	// Ready reports whether the projection has caught up with the ledger.
+	Ready func(ctx context.Context) error
+	Log   *slog.Logger
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 64 << 10
+
+// New builds the API handler.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("POST /organizations/{org}/api_keys", s.admin(s.createKey))
+	s.mux.HandleFunc("GET /organizations/{org}/api_keys", s.admin(s.listKeys))
+	s.mux.HandleFunc("GET /api_keys/{id}", s.admin(s.getKey))
+	s.mux.HandleFunc("DELETE /api_keys/{id}", s.admin(s.revokeKey))
+	s.mux.HandleFunc("POST /api_keys/validations", s.admin(s.validate))
+	s.mux.HandleFunc("GET /api_key_permissions", s.admin(s.getCatalogue))
+	s.mux.HandleFunc("PUT /api_key_permissions", s.admin(s.putCatalogue))
+	s.mux.HandleFunc("DELETE /organizations/{org}/members/{user}", s.admin(s.removeMember))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "route_not_found", "no such route: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// ServeHTTP serves the API, turning a panic into a 500 rather than a
+// dropped connection.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("api: panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+			writeError(w, http.StatusInternalServerError, "internal", "internal error")
+		}
+	}()
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(r.Context()); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type handlerWithActor func(w http.ResponseWriter, r *http.Request, actor domain.Actor)
+
+// admin authenticates the admin key: a bearer token whose SHA-256 equals
+// the configured hash, compared in constant time.
+func (s *Server) admin(h handlerWithActor) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearer(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="keyledger"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin API key is required (Authorization: Bearer ...)")
+			return
+		}
+		sum := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(sum[:], s.cfg.AdminKeyHash[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="keyledger", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "the API key is not valid")
+			return
+		}
+		h(w, r, domain.Admin())
+	}
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(p):]), true
+}

@@ -1,0 +1,145 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/schemas"
+)
+
+// statusOf maps the domain's error kinds to HTTP: the only place this
+// mapping exists.
+func statusOf(k domain.Kind) int {
+	switch k {
+	case domain.KindInvalid:
+		return http.StatusBadRequest
+	case domain.KindUnprocessable:
+		return http.StatusUnprocessableEntity
+	case domain.KindUnauthorized:
+		return http.StatusUnauthorized
+	case domain.KindForbidden:
+		return http.StatusForbidden
+	case domain.KindNotFound:
+		return http.StatusNotFound
+	case domain.KindConflict:
+		return http.StatusConflict
+	case domain.KindUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// fail writes err as the API's error JSON. Internal errors are logged here,
+// once, and their text is not shown to the caller.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var de *domain.Error
+	if errors.As(err, &de) {
+		status := statusOf(de.Kind)
+		if de.Kind == domain.KindUnavailable {
+			s.log.Warn("api: dependency unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", "1")
+		}
+		if status != http.StatusInternalServerError {
+			writeError(w, status, de.Code, de.Message)
+			return
+		}
+	}
+	s.log.Error("api: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, schemas.Error{Code: code, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+var errBodyTooLarge = &domain.Error{Kind: domain.KindInvalid, Code: "body_too_large", Message: fmt.Sprintf("the request body is larger than %d bytes", MaxBodyBytes)}
+
+// decode reads exactly one JSON object into v: bounded size, valid UTF-8, no
+// unknown fields, no trailing data. optional allows an empty body.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errBodyTooLarge
+		}
+		return domain.Errorf(domain.KindInvalid, "invalid_body", "the request body could not be read")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return domain.Errorf(domain.KindInvalid, "invalid_json", "a JSON body is required")
+	}
+	if !utf8.Valid(body) {
+		return domain.Errorf(domain.KindInvalid, "invalid_json", "the request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return domain.Errorf(domain.KindInvalid, "invalid_json", "%s", describeJSONError(err))
+	}
+	if dec.More() {
+		return domain.Errorf(domain.KindInvalid, "invalid_json", "the body must hold exactly one JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return domain.Errorf(domain.KindInvalid, "invalid_json", "the body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("field %q must be %s", te.Field, te.Type.String())
+		}
+		return fmt.Sprintf("the body must be a JSON object, not %s", te.Value)
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d", se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of body"
+	}
+	// Unknown fields and the like: json's message names the field only.
+	return "malformed JSON: " + err.Error()
+}
+
+// keyJSON renders a key as the API shows it.
+func keyJSON(k *domain.Key, lastUsed *time.Time) schemas.APIKey {
+	out := schemas.APIKey{
+		Object: schemas.ObjectAPIKey, ID: k.ID,
+		Owner:          schemas.Owner{Type: string(k.Owner.Type), ID: k.Owner.ID},
+		OrganizationID: k.OrganizationID, Name: k.Name, ObfuscatedValue: k.Obfuscated,
+		LastUsedAt: lastUsed, Permissions: k.Permissions, Status: string(k.Status),
+		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, RevokeReason: string(k.RevokeReason),
+		CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt,
+	}
+	if out.Permissions == nil {
+		out.Permissions = []string{}
+	}
+	if k.Owner.Type == domain.OwnerUser {
+		id := k.Owner.ID
+		out.UserID = &id
+	}
+	if ok, reason := k.Validity(time.Now()); !ok && reason == domain.InvalidExpired {
+		out.Status = "expired"
+	}
+	return out
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keyledger/keyledger/schemas"
+)
+
+// cli talks to a running keyledger over its HTTP API.
+type cli struct {
+	base   string
+	admin  string
+	stdout io.Writer
+	http   *http.Client
+}
+
+func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := &cli{
+		base:   strings.TrimRight(env("KEYLEDGER_URL", "http://127.0.0.1:8080"), "/"),
+		admin:  os.Getenv("KEYLEDGER_ADMIN_KEY"),
+		stdout: stdout,
+		http:   &http.Client{Timeout: 30 * time.Second},
+	}
+	if c.admin == "" {
+		fmt.Fprintln(stderr, "KEYLEDGER_ADMIN_KEY is not set")
+		return errUsage
+	}
+	cmd := args[0]
+	if cmd != "validate" {
+		if len(args) < 2 {
+			fmt.Fprint(stderr, usage)
+			return errUsage
+		}
+		cmd += " " + args[1]
+		args = args[2:]
+	} else {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("keyledger "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	org := fs.String("org", "", "organization id")
+	user := fs.String("user", "", "user id (a user key, or a filter)")
+	name := fs.String("name", "", "key name")
+	perms := fs.String("permissions", "", "comma-separated permissions")
+	expires := fs.String("expires-at", "", "expiry, RFC 3339")
+	status := fs.String("status", "", "active, revoked or expired")
+	limit := fs.Int("limit", 0, "page size, 1-100")
+	after := fs.String("after", "", "cursor: list keys after this id")
+	reason := fs.String("reason", "", "revocation reason")
+	idem := fs.String("idempotency-key", "", "makes a retried create return the same key")
+	// Flags may follow positional arguments: keyledger keys revoke ID --reason leaked.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	needPos := func(n int) error {
+		if len(pos) != n {
+			fmt.Fprintf(stderr, "keyledger %s: expected %d argument(s)\n", cmd, n)
+			return errUsage
+		}
+		return nil
+	}
+	switch cmd {
+	case "keys create":
+		if *org == "" || *name == "" {
+			fmt.Fprintln(stderr, "keyledger keys create: --org and --name are required")
+			return errUsage
+		}
+		req := schemas.CreateAPIKeyRequest{Name: *name, UserID: *user, Permissions: splitList(*perms)}
+		if *expires != "" {
+			t, err := time.Parse(time.RFC3339, *expires)
+			if err != nil {
+				return fmt.Errorf("--expires-at: %w", err)
+			}
+			req.ExpiresAt = &t
+		}
+		h := http.Header{}
+		if *idem != "" {
+			h.Set(schemas.HeaderIdempotencyKey, *idem)
+		}
+		return c.do(ctx, http.MethodPost, "/organizations/"+url.PathEscape(*org)+"/api_keys", req, h)
+	case "keys list":
+		if *org == "" {
+			fmt.Fprintln(stderr, "keyledger keys list: --org is required")
+			return errUsage
+		}
+		q := url.Values{}
+		for k, v := range map[string]string{"user_id": *user, "status": *status, "after": *after} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		if *limit > 0 {
+			q.Set("limit", fmt.Sprint(*limit))
+		}
+		path := "/organizations/" + url.PathEscape(*org) + "/api_keys"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		return c.do(ctx, http.MethodGet, path, nil, nil)
+	case "keys get":
+		if err := needPos(1); err != nil {
+			return err
+		}
+		return c.do(ctx, http.MethodGet, "/api_keys/"+url.PathEscape(pos[0]), nil, nil)
+	case "keys revoke":
+		if err := needPos(1); err != nil {
+			return err
+		}
+		var body any
+		if *reason != "" {
+			body = schemas.RevokeAPIKeyRequest{Reason: *reason}
+		}
+		return c.do(ctx, http.MethodDelete, "/api_keys/"+url.PathEscape(pos[0]), body, nil)
+	case "validate":
+		if err := needPos(1); err != nil {
+			return err
+		}
+		var out schemas.ValidateResponse
+		if err := c.call(ctx, http.MethodPost, "/api_keys/validations", schemas.ValidateRequest{Value: pos[0]}, nil, &out); err != nil {
+			return err
+		}
+		if out.APIKey == nil {
+			return exitError(1)
+		}
+		return nil
+	case "permissions get":
+		return c.do(ctx, http.MethodGet, "/api_key_permissions", nil, nil)
+	case "permissions set":
+		if err := needPos(1); err != nil {
+			return err
+		}
+		return c.do(ctx, http.MethodPut, "/api_key_permissions", schemas.PermissionsBody{Permissions: splitList(pos[0])}, nil)
+	case "members remove":
+		if *org == "" || *user == "" {
+			fmt.Fprintln(stderr, "keyledger members remove: --org and --user are required")
+			return errUsage
+		}
+		return c.do(ctx, http.MethodDelete, "/organizations/"+url.PathEscape(*org)+"/members/"+url.PathEscape(*user), nil, nil)
+	}
+	fmt.Fprint(stderr, usage)
+	return errUsage
+}
+
+func (c *cli) do(ctx context.Context, method, path string, body any, h http.Header) error {
+	return c.call(ctx, method, path, body, h, nil)
+}
+
+// call sends one request, prints the JSON answer indented, and decodes it
+// into out when given. A 4xx or 5xx answer is an error after printing.
+func (c *cli) call(ctx context.Context, method, path string, body any, h http.Header, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+c.admin)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, raw, "", "  ") == nil {
+		raw = pretty.Bytes()
+	}
+	fmt.Fprintln(c.stdout, strings.TrimSpace(string(raw)))
+	if resp.StatusCode >= 400 {
+		return exitError(1)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	out := []string{}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/keyledger/keyledger/api"
+	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/projections"
+)
+
+// Config is everything `keyledger serve` reads, from flags or environment.
+type Config struct {
+	Data       string
+	HTTPAddr   string
+	NATSURL    string
+	NATSListen string
+	Stream     string
+	KeyPrefix  string
+	LogLevel   string
+	AdminKey   string // from KEYLEDGER_ADMIN_KEY only, never a flag
+}
+
+// Validate checks a config, reporting every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Data == "" {
+		errs = append(errs, errors.New("--data is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("--http %q: %w", c.HTTPAddr, err))
+	}
+	if c.KeyPrefix != domain.PrefixLive && c.KeyPrefix != domain.PrefixTest {
+		errs = append(errs, fmt.Errorf("--key-prefix must be %s or %s", domain.PrefixLive, domain.PrefixTest))
+	}
+	if c.AdminKey != "" && len(c.AdminKey) < 24 {
+		errs = append(errs, errors.New("KEYLEDGER_ADMIN_KEY must be at least 24 characters"))
+	}
+	return errors.Join(errs...)
+}
+
+// Main is the service: its config, and the parts it opened, in the order
+// they close.
+type Main struct {
+	Config Config
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+
+	// Addr is the HTTP address actually bound, once Run has started.
+	addrMu sync.Mutex
+	addr   string
+}
+
+// NewMain returns a Main with the defaults.
+func NewMain(stdout, stderr io.Writer) *Main {
+	return &Main{stdout: stdout, stderr: stderr}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+// ParseFlags reads flags, each with an environment variable as default.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("keyledger serve", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	c := &m.Config
+	fs.StringVar(&c.Data, "data", env("KEYLEDGER_DATA", "./keyledger-data"), "data folder: the embedded JetStream store, the projection, the admin key hash (KEYLEDGER_DATA)")
+	fs.StringVar(&c.HTTPAddr, "http", env("KEYLEDGER_HTTP_ADDR", "127.0.0.1:8080"), "HTTP API address (KEYLEDGER_HTTP_ADDR)")
+	fs.StringVar(&c.NATSURL, "nats-url", env("KEYLEDGER_NATS_URL", ""), "use this NATS server instead of embedding one, comma-separated URLs (KEYLEDGER_NATS_URL)")
+	fs.StringVar(&c.NATSListen, "nats-listen", env("KEYLEDGER_NATS_LISTEN", ""), "let NATS clients connect to the embedded server at host:port; empty: in-process only (KEYLEDGER_NATS_LISTEN)")
+	fs.StringVar(&c.Stream, "stream", env("KEYLEDGER_STREAM", "KEYLEDGER"), "name of the ledger stream (KEYLEDGER_STREAM)")
+	fs.StringVar(&c.KeyPrefix, "key-prefix", env("KEYLEDGER_KEY_PREFIX", domain.PrefixLive), "prefix of new keys, sk_live or sk_test (KEYLEDGER_KEY_PREFIX)")
+	fs.StringVar(&c.LogLevel, "log-level", env("KEYLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (KEYLEDGER_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(m.stderr, "unexpected arguments: %v\n", fs.Args())
+		return errUsage
+	}
+	c.AdminKey = os.Getenv("KEYLEDGER_ADMIN_KEY")
+	m.log = newLogger(m.stderr, c.LogLevel)
+	return c.Validate()
+}
+
+// ledger is an open connection to the ledger: the embedded server if any,
+// the connection, and the store.
+type ledger struct {
+	ns    *server.Server
+	nc    *nats.Conn
+	store *eventstore.Store
+}
+
+func (m *Main) openLedger(ctx context.Context) (*ledger, error) {
+	l := &ledger{}
+	var err error
+	if m.Config.NATSURL != "" {
+		l.nc, err = eventstore.Connect(m.Config.NATSURL, m.log)
+	} else {
+		l.ns, err = eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: m.Config.Data, Listen: m.Config.NATSListen}, m.log)
+		if err == nil {
+			l.nc, err = eventstore.ConnectEmbedded(l.ns)
+		}
+	}
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	l.store, err = eventstore.Open(ctx, l.nc, eventstore.Config{Stream: m.Config.Stream})
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// close drains the connection (flushing anything buffered) and shuts the
+// embedded server down.
+func (l *ledger) close() {
+	if l.nc != nil {
+		_ = l.nc.Drain()
+		for i := 0; i < 100 && !l.nc.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		l.nc.Close()
+	}
+	if l.ns != nil {
+		l.ns.Shutdown()
+		l.ns.WaitForShutdown()
+	}
+}
+
+// Addr returns the bound HTTP address, or "" before Run has bound it.
+func (m *Main) Addr() string {
+	m.addrMu.Lock()
+	defer m.addrMu.Unlock()
+	return m.addr
+}
+
+// Run serves until ctx ends, then shuts down in order: stop accepting and
+// drain HTTP requests, stop the projector, close the projection, drain NATS
+// and shut the embedded server down.
+func (m *Main) Run(ctx context.Context) (err error) {
+	if err := os.MkdirAll(m.Config.Data, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	adminHash, err := m.adminKeyHash()
+	if err != nil {
+		return err
+	}
+	l, err := m.openLedger(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.close()
+
+	proj, err := projections.Open(projections.Config{Dir: filepath.Join(m.Config.Data, "projection"), Log: m.log})
+	if err != nil {
+		return err
+	}
+	defer proj.Close()
+
+	svc := domain.NewService(domain.ServiceConfig{
+		Ledger: l.store, View: proj, KeyPrefix: m.Config.KeyPrefix, NewID: eventstore.NewID,
+		ReplayWindow: 2 * time.Minute,
+	})
+	ready := func(ctx context.Context) error {
+		last, err := l.store.LastSeq(ctx)
+		if err != nil {
+			return err
+		}
+		if applied := proj.Applied(); applied < last {
+			return fmt.Errorf("projection at %d of %d", applied, last)
+		}
+		return nil
+	}
+	handler := api.New(api.Config{Commands: svc, Queries: proj, AdminKeyHash: adminHash, Ready: ready, Log: m.log})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	m.addrMu.Lock()
+	m.addr = ln.Addr().String()
+	m.addrMu.Unlock()
+
+	runCtx, stopWorkers := context.WithCancel(context.Background())
+	var workers sync.WaitGroup
+	projErr := make(chan error, 1)
+	workers.Add(2)
+	go func() {
+		defer workers.Done()
+		if err := proj.Run(runCtx, l.store); err != nil {
+			projErr <- err
+		}
+	}()
+	go func() {
+		defer workers.Done()
+		_ = proj.RunUsageFlusher(runCtx, 10*time.Second)
+	}()
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	m.log.Info("keyledger serving", "http", m.addr, "data", m.Config.Data, "nats", natsMode(m.Config))
+
+	select {
+	case <-ctx.Done():
+		m.log.Info("shutting down")
+	case err = <-projErr:
+		m.log.Error("projection stopped", "err", err)
+	case err = <-httpErr:
+		m.log.Error("http server stopped", "err", err)
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutCtx); serr != nil {
+		m.log.Warn("http shutdown", "err", serr)
+	}
+	stopWorkers()
+	workers.Wait()
+	m.log.Info("stopped", "applied", proj.Applied())
+	return err
+}
+
+func natsMode(c Config) string {
+	if c.NATSURL != "" {
+		return c.NATSURL
+	}
+	if c.NATSListen != "" {
+		return "embedded, listening on " + c.NATSListen
+	}
+	return "embedded, in-process"
+}
+
+// adminKeyHash returns the SHA-256 of the admin key: KEYLEDGER_ADMIN_KEY
+// when set, else the hash kept in the data folder, else a new key, printed
+// once and of which only the hash is kept.
+func (m *Main) adminKeyHash() ([sha256.Size]byte, error) {
+	var h [sha256.Size]byte
+	if m.Config.AdminKey != "" {
+		return sha256.Sum256([]byte(m.Config.AdminKey)), nil
+	}
+	path := filepath.Join(m.Config.Data, "admin_key.sha256")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		n, err := hex.Decode(h[:], []byte(strings.TrimSpace(string(b))))
+		if err != nil || n != len(h) {
+			return h, fmt.Errorf("%s is corrupt; delete it to generate a new admin key", path)
+		}
+		return h, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return h, fmt.Errorf("admin key hash: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return h, err
+	}
+	key := "kl_admin_" + base64.RawURLEncoding.EncodeToString(raw)
+	h = sha256.Sum256([]byte(key))
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(h[:])+"\n"), 0o600); err != nil {
+		return h, fmt.Errorf("admin key hash: %w", err)
+	}
+	fmt.Fprintf(m.stdout, "\nkeyledger generated an admin key. It is shown only this once; only its hash is kept in %s:\n\n    KEYLEDGER_ADMIN_KEY=%s\n\n", path, key)
+	return h, nil
+}
+
+// Rebuild rebuilds the projection from sequence 1 into a new folder and
+// swaps it in once it has caught up with the ledger. The service must be
+// stopped (the projection is locked while it runs).
+func (m *Main) Rebuild(ctx context.Context) error {
+	l, err := m.openLedger(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	last, err := l.store.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(m.Config.Data, "projection")
+	tmp := dir + ".rebuild"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	start := time.Now()
+	proj, err := projections.Open(projections.Config{Dir: tmp, Log: m.log})
+	if err != nil {
+		return err
+	}
+	if err := proj.CatchUp(ctx, l.store, last); err != nil {
+		proj.Close()
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	if err := proj.Close(); err != nil {
+		return err
+	}
+	// Carry last-used telemetry over: it is not in the ledger.
+	if err := copyUsage(dir, tmp, m.log); err != nil {
+		return err
+	}
+	old := dir + ".old"
+	_ = os.RemoveAll(old)
+	if err := os.Rename(dir, old); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.stdout, "rebuilt the projection from %d events in %s\n", last, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func copyUsage(from, to string, log *slog.Logger) error {
+	if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	src, err := projections.Open(projections.Config{Dir: from, Log: log})
+	if err != nil {
+		return fmt.Errorf("rebuild: open the old projection for its last-used times: %w", err)
+	}
+	defer src.Close()
+	dst, err := projections.Open(projections.Config{Dir: to, Log: log})
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	return src.CopyUsageTo(dst)
+}
