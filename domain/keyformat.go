@@ -88,7 +88,7 @@ func CheckKeyFormat(value string) error {
 		}
 	}
 	random, sum := body[:randomLen], body[randomLen:]
-	want := crc32.ChecksumIEEE([]byte(random))
+	want := crcIEEE(random)
 	var got uint64
 	for i := 0; i < checksumLen; i++ {
 		got = got*62 + uint64(base62Index(sum[i]))
@@ -121,6 +121,17 @@ func checksum(random []byte) string {
 		v /= 62
 	}
 	return string(out)
+}
+
+// crcIEEE is crc32.ChecksumIEEE of a string. Converting the string to a
+// []byte for crc32 would escape to the heap, and CheckKeyFormat must not
+// allocate.
+func crcIEEE(s string) uint32 {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
+	}
+	return ^crc
 }
 
 func base62Index(c byte) int {

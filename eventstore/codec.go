@@ -80,7 +80,10 @@ func Decode(subject string, body []byte, seq uint64) (domain.Event, error) {
 			return bad(err)
 		}
 		var h domain.KeyHash
-		if n, err := hex.Decode(h[:], []byte(d.Hash)); err != nil || n != len(h) || len(d.Hash) != 2*len(h) {
+		if len(d.Hash) != hex.EncodedLen(len(h)) {
+			return bad(fmt.Errorf("bad hash"))
+		}
+		if n, err := hex.Decode(h[:], []byte(d.Hash)); err != nil || n != len(h) {
 			return bad(fmt.Errorf("bad hash"))
 		}
 		ot, err := domain.ParseOwnerType(d.Owner.Type)

@@ -69,6 +69,7 @@ type Main struct {
 	// Addr is the HTTP address actually bound, once Run has started.
 	addrMu sync.Mutex
 	addr   string
+	store  *eventstore.Store
 }
 
 // NewMain returns a Main with the defaults.
@@ -161,10 +162,24 @@ func (m *Main) Addr() string {
 	return m.addr
 }
 
+// ledgerLastSeq returns the last sequence of the ledger Run opened.
+func (m *Main) ledgerLastSeq() (uint64, error) {
+	m.addrMu.Lock()
+	st := m.store
+	m.addrMu.Unlock()
+	if st == nil {
+		return 0, errors.New("not running")
+	}
+	return st.LastSeq(context.Background())
+}
+
 // Run serves until ctx ends, then shuts down in order: stop accepting and
 // drain HTTP requests, stop the projector, close the projection, drain NATS
 // and shut the embedded server down.
 func (m *Main) Run(ctx context.Context) (err error) {
+	if m.log == nil {
+		m.log = newLogger(m.stderr, m.Config.LogLevel)
+	}
 	if err := os.MkdirAll(m.Config.Data, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
@@ -214,6 +229,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.addrMu.Lock()
 	m.addr = ln.Addr().String()
+	m.store = l.store
 	m.addrMu.Unlock()
 
 	runCtx, stopWorkers := context.WithCancel(context.Background())
@@ -300,6 +316,9 @@ func (m *Main) adminKeyHash() ([sha256.Size]byte, error) {
 // swaps it in once it has caught up with the ledger. The service must be
 // stopped (the projection is locked while it runs).
 func (m *Main) Rebuild(ctx context.Context) error {
+	if m.log == nil {
+		m.log = newLogger(m.stderr, m.Config.LogLevel)
+	}
 	l, err := m.openLedger(ctx)
 	if err != nil {
 		return err

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test of keyledger on a fresh machine: installs what is missing,
+# checks formatting and vet, then runs all tests with the race detector.
+# .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then
+    export PATH="/usr/local/go/bin:$PATH"
+  else
+    echo "test.sh: Go is not installed; install Go $(sed -n 's/^go //p' go.mod) or newer" >&2
+    exit 1
+  fi
+fi
+# The race detector needs cgo and a C compiler.
+if ! command -v gcc >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq gcc >/dev/null
+  fi
+fi
+export CGO_ENABLED=1
+
+go mod download
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "test.sh: gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+go vet ./...
+
+# Short fuzz and fault runs by default; KEYLEDGER_LONG=1 runs them longer.
+go test -race -count=1 -timeout 20m ./... "$@"
