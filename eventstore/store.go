@@ -128,14 +128,47 @@ func (s *Store) Append(ctx context.Context, batch []domain.Append) (domain.Appen
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
 		defer cancel()
 	}
+	var err error
 	if len(msgs) == 1 {
-		ack, err := s.js.PublishMsg(ctx, msgs[0])
-		if err != nil {
-			return domain.AppendResult{}, mapErr("append", err)
+		ack, perr := s.js.PublishMsg(ctx, msgs[0])
+		if perr == nil {
+			return domain.AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 		}
-		return domain.AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+		err = mapErr("append", perr)
+	} else {
+		var res domain.AppendResult
+		if res, err = s.appendAtomic(ctx, batch[0].Event.ID, msgs); err == nil {
+			return res, nil
+		}
 	}
-	return s.appendAtomic(ctx, batch[0].Event.ID, msgs)
+	var apiErr *jetstream.APIError
+	if errors.Is(err, domain.ErrConflict) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeBatchDuplicateMsgID) {
+		if seq, ok := s.duplicateOf(ctx, batch[len(batch)-1]); ok {
+			return domain.AppendResult{Seq: seq, Duplicate: true}, nil
+		}
+	}
+	return domain.AppendResult{}, err
+}
+
+// jsErrCodeBatchDuplicateMsgID: an atomic batch holds a message id the
+// stream has already seen.
+const jsErrCodeBatchDuplicateMsgID jetstream.ErrorCode = 10201
+
+// duplicateOf reports whether a, the last event of a refused batch, is
+// already the last event of its aggregate, with the same message id, inside
+// the duplicate window: the batch is a retry whose original was stored. A
+// single server checks the expected version before the message id, so it
+// refuses such a retry as a conflict (and an atomic batch as holding a
+// duplicate id) where a cluster acknowledges it as a duplicate.
+func (s *Store) duplicateOf(ctx context.Context, a domain.Append) (uint64, bool) {
+	if a.MsgID == "" {
+		return 0, false
+	}
+	msg, err := s.stream.GetLastMsgForSubject(ctx, schemas.AggregateSubjects(a.Event.OrganizationID, a.Event.AggregateID))
+	if err != nil || msg.Header.Get(schemas.HeaderMsgID) != a.MsgID || time.Since(msg.Time) >= s.cfg.Dedupe {
+		return 0, false
+	}
+	return msg.Sequence, true
 }
 
 // appendAtomic publishes msgs as one atomic batch (ADR-50): every message
