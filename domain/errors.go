@@ -10,14 +10,14 @@ import (
 type Kind int
 
 const (
-	KindInternal     Kind = iota
-	KindInvalid           // the request is malformed
-	KindUnprocessable     // well-formed, but breaks a rule (permission outside the catalogue)
-	KindUnauthorized      // no valid credential
-	KindForbidden         // the caller may not do this
-	KindNotFound          // does not exist, or not for this caller
-	KindConflict          // the state changed under the command, or a duplicate
-	KindUnavailable       // a dependency (the ledger) is not reachable; try again
+	KindInternal      Kind = iota
+	KindInvalid            // the request is malformed
+	KindUnprocessable      // well-formed, but breaks a rule (permission outside the catalogue)
+	KindUnauthorized       // no valid credential
+	KindForbidden          // the caller may not do this
+	KindNotFound           // does not exist, or not for this caller
+	KindConflict           // the state changed under the command, or a duplicate
+	KindUnavailable        // a dependency (the ledger) is not reachable; try again
 )
 
 // Error is the domain's error: a Kind for the edge, a stable machine-readable

@@ -49,7 +49,7 @@ type View interface {
 type ServiceConfig struct {
 	Ledger    Ledger
 	View      View
-	KeyPrefix string                    // PrefixLive or PrefixTest
+	KeyPrefix string                     // PrefixLive or PrefixTest
 	NewID     func(prefix string) string // prefix + a sortable unique id
 	Now       func() time.Time
 	// ReplayWindow is how long a created key's value is kept in memory, and

@@ -74,8 +74,8 @@ func (r record) key() (*domain.Key, error) {
 
 // Config configures a projection.
 type Config struct {
-	Dir string  // folder of the Pebble database
-	FS  vfs.FS  // nil for the real disk; vfs.NewMem() in tests
+	Dir string // folder of the Pebble database
+	FS  vfs.FS // nil for the real disk; vfs.NewMem() in tests
 	Log *slog.Logger
 	// Now is the clock validation checks expiry against.
 	Now func() time.Time
