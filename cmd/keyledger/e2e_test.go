@@ -11,14 +11,14 @@ import (
 	"github.com/keyledger/keyledger/schemas"
 )
 
-func setCatalogue(t *testing.T, base string, perms ...string) {
+func setCatalogue(t testing.TB, base string, perms ...string) {
 	t.Helper()
 	if st, raw := call(t, "PUT", base+"/api_key_permissions", schemas.PermissionsBody{Permissions: perms}, nil); st != 200 {
 		t.Fatalf("set catalogue: %d %s", st, raw)
 	}
 }
 
-func createKey(t *testing.T, base, org string, req schemas.CreateAPIKeyRequest, hdr ...string) schemas.APIKey {
+func createKey(t testing.TB, base, org string, req schemas.CreateAPIKeyRequest, hdr ...string) schemas.APIKey {
 	t.Helper()
 	var k schemas.APIKey
 	st, raw := call(t, "POST", base+"/organizations/"+org+"/api_keys", req, &k, hdr...)
@@ -28,7 +28,7 @@ func createKey(t *testing.T, base, org string, req schemas.CreateAPIKeyRequest, 
 	return k
 }
 
-func validate(t *testing.T, base, value string) schemas.ValidateResponse {
+func validate(t testing.TB, base, value string) schemas.ValidateResponse {
 	t.Helper()
 	var v schemas.ValidateResponse
 	if st, raw := call(t, "POST", base+"/api_keys/validations", schemas.ValidateRequest{Value: value}, &v); st != 200 {

@@ -28,14 +28,14 @@ func TestMain(m *testing.M) {
 
 // testServer is a keyledger serve running in this process on 127.0.0.1:0.
 type testServer struct {
-	t      *testing.T
+	t      testing.TB
 	main   *Main
 	cancel context.CancelFunc
 	done   chan error
 	url    string
 }
 
-func startServer(t *testing.T, dir string) *testServer {
+func startServer(t testing.TB, dir string) *testServer {
 	t.Helper()
 	m := NewMain(io.Discard, io.Discard)
 	m.Config = Config{Data: dir, HTTPAddr: "127.0.0.1:0", KeyPrefix: domain.PrefixLive, AdminKey: testAdminKey, Stream: "KEYLEDGER", LogLevel: "warn"}
@@ -79,7 +79,7 @@ func (s *testServer) stop() {
 	}
 }
 
-func waitReady(t *testing.T, base string) {
+func waitReady(t testing.TB, base string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -99,7 +99,7 @@ func waitReady(t *testing.T, base string) {
 
 // call sends a request with the admin key and decodes a JSON answer into
 // out (when not nil). It returns the status and the raw body.
-func call(t *testing.T, method, url string, body any, out any, hdr ...string) (int, []byte) {
+func call(t testing.TB, method, url string, body any, out any, hdr ...string) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -143,7 +143,7 @@ func call(t *testing.T, method, url string, body any, out any, hdr ...string) (i
 	return resp.StatusCode, raw
 }
 
-func errCode(t *testing.T, raw []byte) string {
+func errCode(t testing.TB, raw []byte) string {
 	t.Helper()
 	var e struct {
 		Code    string `json:"code"`

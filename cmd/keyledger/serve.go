@@ -67,9 +67,10 @@ type Main struct {
 	log    *slog.Logger
 
 	// Addr is the HTTP address actually bound, once Run has started.
-	addrMu sync.Mutex
-	addr   string
-	store  *eventstore.Store
+	addrMu     sync.Mutex
+	addr       string
+	store      *eventstore.Store
+	projection *projections.Projection
 }
 
 // NewMain returns a Main with the defaults.
@@ -162,6 +163,13 @@ func (m *Main) Addr() string {
 	return m.addr
 }
 
+// proj returns the projection Run opened.
+func (m *Main) proj() *projections.Projection {
+	m.addrMu.Lock()
+	defer m.addrMu.Unlock()
+	return m.projection
+}
+
 // ledgerLastSeq returns the last sequence of the ledger Run opened.
 func (m *Main) ledgerLastSeq() (uint64, error) {
 	m.addrMu.Lock()
@@ -230,6 +238,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.addrMu.Lock()
 	m.addr = ln.Addr().String()
 	m.store = l.store
+	m.projection = proj
 	m.addrMu.Unlock()
 
 	runCtx, stopWorkers := context.WithCancel(context.Background())
