@@ -215,3 +215,40 @@ func TestCopyUsageTo(t *testing.T) {
 		t.Fatal("projections differ after copying telemetry")
 	}
 }
+
+// TestRunUsageFlusher: the flusher writes pending last-used times on its
+// tick and returns nil when ctx ends.
+func TestRunUsageFlusher(t *testing.T) {
+	v := newValue(t)
+	l := &ledger{}
+	l.create(keySpec{n: 1, org: "org_a", value: v})
+	p, _ := openMem(t)
+	apply(t, p, l.events)
+	p.Validate(v)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.RunUsageFlusher(ctx, 5*time.Millisecond) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if at, ok := p.usage.stored(keyID(1)); ok {
+			if !at.Equal(fixedNow) {
+				t.Fatalf("flushed last-used = %v, want %v", at, fixedNow)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the flusher did not write the last-used time")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("RunUsageFlusher = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunUsageFlusher did not return")
+	}
+}
