@@ -129,15 +129,17 @@ func (s *Service) CreateKey(ctx context.Context, actor Actor, cmd CreateKey, ide
 	if res.Duplicate {
 		return s.replayCreate(ctx, msgID, cmd, data, res.Seq)
 	}
+	// Remember the value as soon as the key is in the ledger: if the wait
+	// below fails, the caller's retry must still be able to get it.
+	if idempotencyKey != "" {
+		s.remember(msgID, value, now)
+	}
 	if err := s.cfg.View.WaitApplied(ctx, res.Seq); err != nil {
 		return nil, err
 	}
 	ev.Seq = res.Seq
 	k := &Key{}
 	k.Apply(ev)
-	if idempotencyKey != "" {
-		s.remember(msgID, value, now)
-	}
 	return &Created{Key: k, Value: value}, nil
 }
 

@@ -675,7 +675,7 @@ func TestFollow(t *testing.T) {
 			errc <- st.Follow(ctx, from, max, func(run []domain.Event) error {
 				runs = append(runs, len(run))
 				got = append(got, run...) // copy: the run is reused
-				if during != nil && len(got) == want/2 {
+				if during != nil && len(got) >= want/2 {
 					during()
 				}
 				if len(got) >= want {
@@ -740,21 +740,33 @@ func TestFollow(t *testing.T) {
 	})
 
 	t.Run("live tail", func(t *testing.T) {
-		var live []string
+		var (
+			live     []string
+			liveDone = make(chan struct{})
+			once     sync.Once
+		)
 		total := len(ids) + 3
 		got, _, err := follow(t, 1, 2, total, func() {
 			// Appended while following: delivered after what was there.
-			go func() {
-				for range 3 {
-					e := newKeyCreated(t, testOrg, orgOwner(testOrg))
-					if _, err := st.Append(context.Background(), []domain.Append{{Event: e, MsgID: e.ID}}); err != nil {
-						t.Errorf("append while following: %v", err)
-						return
+			once.Do(func() {
+				go func() {
+					defer close(liveDone)
+					for range 3 {
+						e := newKeyCreated(t, testOrg, orgOwner(testOrg))
+						if _, err := st.Append(context.Background(), []domain.Append{{Event: e, MsgID: e.ID}}); err != nil {
+							t.Errorf("append while following: %v", err)
+							return
+						}
+						live = append(live, e.ID)
 					}
-					live = append(live, e.ID)
-				}
-			}()
+				}()
+			})
 		})
+		select {
+		case <-liveDone:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the live appends never ran")
+		}
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Follow returned %v", err)
 		}
@@ -766,7 +778,13 @@ func TestFollow(t *testing.T) {
 				t.Fatalf("event %d has seq %d", i, e.Seq)
 			}
 		}
-		ids = append(ids, live...)
+		var tail []string
+		for _, e := range got[len(ids):] {
+			tail = append(tail, e.ID)
+		}
+		if !slices.Equal(tail, live) {
+			t.Errorf("live events %v, want %v", tail, live)
+		}
 	})
 
 	t.Run("stops when fn fails", func(t *testing.T) {

@@ -278,12 +278,11 @@ func TestListPaging(t *testing.T) {
 // TestListCursorOfAnotherList: a cursor is a position, not a membership: an
 // id that is not in the list (another org's key) still pages correctly.
 func TestListCursorOfAnotherList(t *testing.T) {
-	p, model := listFixture(t)
+	p, _ := listFixture(t)
 	q := domain.KeyListQuery{OrganizationID: "org_a", Limit: 3, Ascending: true, After: keyID(9)} // 9 is org_b's
 	page := list(t, p, q)
 	mustEqual(t, "after another org's id", ids(page.Keys), []string{keyID(10), keyID(12), keyID(14)})
 	if page.Before != keyID(10) || page.After != keyID(14) {
 		t.Fatalf("cursors (%q, %q)", page.Before, page.After)
 	}
-	_ = model
 }

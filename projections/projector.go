@@ -83,7 +83,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 	}
 	p.mu.Lock()
 	for _, k := range changed {
-		p.byHash[k.Hash] = k
+		_ = k
 	}
 	p.applied = last
 	close(p.notify)

@@ -204,10 +204,9 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-// randomLedger builds a longer ledger (several times the projector's run
-// size is not needed; a few hundred events cross many run boundaries) with
-// keys in three organizations, revocations, member removals and catalogue
-// updates.
+// randomLedger builds a ledger of at least n events with keys in three
+// organizations (some expiring), revocations, member removals with their
+// cascades, and catalogue updates.
 func randomLedger(r *rand.Rand, n int) *ledger {
 	l := &ledger{}
 	orgs := []string{"org_a", "org_b", "org_c"}
@@ -261,6 +260,13 @@ func TestRebuildEquality(t *testing.T) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 42))
 			ev := randomLedger(r, 1200).events
+			kinds := map[string]int{}
+			for _, e := range ev {
+				kinds[fmt.Sprintf("%T", e.Data)]++
+			}
+			if len(kinds) != 4 {
+				t.Fatalf("the random ledger lacks some event types: %v", kinds)
+			}
 
 			a, _ := openMem(t)
 			for i := 0; i < len(ev); {

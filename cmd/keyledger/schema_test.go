@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/keyledger/keyledger/schemas"
+)
+
+// Every event the running system appends validates against the envelope
+// schema and the schema of its type, and no public-facing secret (the
+// value) is ever in the ledger.
+func TestEveryAppendedEventMatchesItsSchema(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	setCatalogue(t, s.url, "projects:read", "tasks:write")
+	var values []string
+	for _, user := range []string{"", "user_ada", "user_ada"} {
+		k := createKey(t, s.url, "org_1", schemas.CreateAPIKeyRequest{Name: "k " + user, UserID: user, Permissions: []string{"projects:read"}})
+		values = append(values, *k.Value)
+		if user == "" {
+			call(t, "DELETE", s.url+"/api_keys/"+k.ID, `{"reason":"leaked"}`, nil)
+		}
+	}
+	call(t, "DELETE", s.url+"/organizations/org_1/members/user_ada", nil, nil)
+	call(t, "DELETE", s.url+"/organizations/org_1/members/user_nobody", nil, nil)
+
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	for _, name := range append([]string{"envelope"}, schemasFor(schemas.EventTypes)...) {
+		raw, err := fs.ReadFile(schemas.Files, "events/"+name+".json")
+		if err != nil {
+			t.Fatalf("schema %s: %v", name, err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AddResource(name+".json", doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compiled := map[string]*jsonschema.Schema{}
+	for _, name := range append([]string{"envelope"}, schemasFor(schemas.EventTypes)...) {
+		compiled[name] = c.MustCompile(name + ".json")
+	}
+
+	js, err := jetstream.New(s.main.store.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := js.Stream(ctx, "KEYLEDGER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := s.main.ledgerLastSeq()
+	seen := map[string]int{}
+	for seq := uint64(1); seq <= last; seq++ {
+		msg, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values {
+			if bytes.Contains(msg.Data, []byte(v)) {
+				t.Fatalf("seq %d holds a key value", seq)
+			}
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := compiled["envelope"].Validate(doc); err != nil {
+			t.Fatalf("seq %d envelope: %v\n%s", seq, err, msg.Data)
+		}
+		var env schemas.Envelope
+		if err := json.Unmarshal(msg.Data, &env); err != nil {
+			t.Fatal(err)
+		}
+		data, err := jsonschema.UnmarshalJSON(bytes.NewReader(env.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := compiled[fmt.Sprintf("%s.v%d", env.Event, env.Version)].Validate(data); err != nil {
+			t.Fatalf("seq %d %s: %v\n%s", seq, env.Event, err, msg.Data)
+		}
+		if msg.Subject != schemas.Subject(deref(env.OrganizationID), aggregateOf(t, env), env.Event) {
+			t.Fatalf("seq %d: subject %s does not name its event", seq, msg.Subject)
+		}
+		seen[env.Event]++
+	}
+	for _, typ := range schemas.EventTypes {
+		if seen[typ] == 0 {
+			t.Errorf("the flow appended no %s event", typ)
+		}
+	}
+}
+
+func schemasFor(types []string) []string {
+	var out []string
+	for _, t := range types {
+		out = append(out, fmt.Sprintf("%s.v%d", t, schemas.EventVersion))
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func aggregateOf(t *testing.T, env schemas.Envelope) string {
+	t.Helper()
+	var d struct {
+		ID     string `json:"id"`
+		UserID string `json:"user_id"`
+	}
+	_ = json.Unmarshal(env.Data, &d)
+	switch env.Event {
+	case schemas.EventMemberRemoved:
+		return d.UserID
+	case schemas.EventAPIKeyPermissionsSaved:
+		return "api_key_permissions"
+	}
+	return d.ID
+}
