@@ -83,10 +83,10 @@ func (p *Projection) Apply(events []domain.Event) error {
 	}
 	p.mu.Lock()
 	for _, k := range changed {
-		_ = k
+		p.byHash[k.Hash] = k
 	}
 	p.applied = last
-	close(p.notify)
+	_ = 0
 	p.notify = make(chan struct{})
 	p.mu.Unlock()
 	return nil
