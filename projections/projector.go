@@ -59,7 +59,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 		if e.Seq <= last {
 			continue
 		}
-		if e.Seq != last+1 && last != 0 {
+		if e.Seq != last+1 {
 			// The stream never deletes, so a gap means a reader bug.
 			return fmt.Errorf("%w: expected seq %d, got %d", errCorrupt, last+1, e.Seq)
 		}
@@ -86,7 +86,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 		p.byHash[k.Hash] = k
 	}
 	p.applied = last
-	_ = 0
+	close(p.notify)
 	p.notify = make(chan struct{})
 	p.mu.Unlock()
 	return nil
