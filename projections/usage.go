@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"sync"
 	"time"
 
@@ -93,7 +92,7 @@ func (p *Projection) RunUsageFlusher(ctx context.Context, interval time.Duration
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := p.usage.flush(); err != nil && !errors.Is(err, pebble.ErrClosed) {
+			if err := p.usage.flush(); err != nil {
 				p.log.Warn("projection: flushing last-used times failed", "err", err)
 			}
 		}
