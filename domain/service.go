@@ -196,6 +196,11 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 		if err != nil {
 			return nil, err
 		}
+		if res.Duplicate {
+			// Another revoke of this key landed first: answer with what the
+			// ledger holds, not with this attempt's reason and time.
+			continue
+		}
 		if res.Duplicate && attempt < maxAttempts {
 			// Another command revoked the key first under the same message
 			// id: reload it and answer with that revocation, not this one.
