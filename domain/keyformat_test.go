@@ -235,6 +235,13 @@ func TestCheckKeyFormatRejects(t *testing.T) {
 	if len("sk_live_"+body[:10]+"é"+body[12:]) != len(v) {
 		t.Fatal("test construction is wrong")
 	}
+	// Characters outside base62 with a checksum that matches them: only the
+	// alphabet check can refuse these.
+	for name, bad := range map[string]string{"dash": "-", "underscore": "_", "dot": ".", "space": " ", "NUL": "\x00", "0xff": "\xff"} {
+		r := random[:15] + bad + random[16:]
+		cases["consistent checksum over a "+name] = "sk_live_" + r + refChecksum(r)
+		cases["consistent checksum over a leading "+name] = "sk_test_" + bad + r[1:] + refChecksum(bad+r[1:])
+	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
 			err := CheckKeyFormat(in)

@@ -183,7 +183,10 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 		if rev == nil {
 			// Already revoked: the revocation may have come from another node,
 			// so make sure this one has applied it before answering.
-			return k, s.cfg.View.WaitApplied(ctx, k.Version)
+			if err := s.cfg.View.WaitApplied(ctx, k.Version); err != nil {
+				return nil, err
+			}
+			return k, nil
 		}
 		ev := Event{
 			ID: s.cfg.NewID("event_"), OrganizationID: k.OrganizationID, AggregateID: k.ID,
@@ -197,14 +200,15 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 			return nil, err
 		}
 		if res.Duplicate {
-			// Another revoke of this key landed first: answer with what the
-			// ledger holds, not with this attempt's reason and time.
-			continue
-		}
-		if res.Duplicate && attempt < maxAttempts {
 			// Another command revoked the key first under the same message
-			// id: reload it and answer with that revocation, not this one.
-			continue
+			// id: answer with the revocation the ledger holds, not this one.
+			if k, err = s.cfg.Ledger.LoadKey(ctx, org, cmd.KeyID); err != nil {
+				return nil, err
+			}
+			if err := s.cfg.View.WaitApplied(ctx, k.Version); err != nil {
+				return nil, err
+			}
+			return k, nil
 		}
 		if err := s.cfg.View.WaitApplied(ctx, res.Seq); err != nil {
 			return nil, err
