@@ -2,7 +2,9 @@ package domain
 
 import (
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // CreateKey asks for a new API key. UserID set makes a user key.
@@ -34,8 +36,8 @@ func DecideCreate(actor Actor, cmd CreateKey, cat *Catalogue, keyID string, hash
 	if err := ValidateOrganizationID(cmd.OrganizationID); err != nil {
 		return KeyCreated{}, err
 	}
-	if cmd.Name == "" || len(cmd.Name) > MaxNameLen {
-		return KeyCreated{}, Errorf(KindInvalid, "invalid_name", "name is required and at most %d bytes", MaxNameLen)
+	if cmd.Name == "" || len(cmd.Name) > MaxNameLen || strings.ContainsFunc(cmd.Name, unicode.IsControl) {
+		return KeyCreated{}, Errorf(KindInvalid, "invalid_name", "name is required, at most %d bytes, without control characters", MaxNameLen)
 	}
 	perms, err := NormalizePermissions(cmd.Permissions, MaxPermissions)
 	if err != nil {
