@@ -57,6 +57,7 @@ Usage:
   keyledger permissions get
   keyledger permissions set a,b,c
   keyledger members remove --org ORG --user USER
+  keyledger bench [--quick] [--json] [--only SCENARIOS]   measure against the references
 
 Run 'keyledger COMMAND -h' for the flags of a command. The commands that talk
 to a running keyledger read KEYLEDGER_URL (default http://127.0.0.1:8080) and
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return m.Rebuild(ctx)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "keys", "validate", "permissions", "members":
 		return runCLI(ctx, args, stdout, stderr)
 	case "-h", "--help", "help":
