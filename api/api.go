@@ -22,11 +22,11 @@ type Commands interface {
 
 // Queries are the reads the API serves from this node's projection.
 type Queries interface {
-	Validate(value string) (*domain.Key, domain.ValidationReason)
+	Validate(value string) (domain.ValidKey, domain.ValidationReason)
 	Get(ctx context.Context, id string) (*domain.Key, error)
 	List(ctx context.Context, q domain.KeyListQuery) (domain.KeyPage, error)
 	Catalogue(ctx context.Context) ([]string, error)
-	LastUsed(id string) *time.Time
+	LastUsedOf(k *domain.Key) *time.Time
 }
 
 // Config assembles a Server.

@@ -106,7 +106,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, actor domain.A
 	}
 	out := schemas.APIKeyList{Object: schemas.ObjectList, Data: make([]schemas.APIKey, 0, len(page.Keys))}
 	for _, k := range page.Keys {
-		out.Data = append(out.Data, keyJSON(k, s.cfg.Queries.LastUsed(k.ID)))
+		out.Data = append(out.Data, keyJSON(k, s.cfg.Queries.LastUsedOf(k)))
 	}
 	if page.Before != "" {
 		out.ListMetadata.Before = &page.Before
@@ -131,7 +131,7 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, actor domain.Act
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, keyJSON(k, s.cfg.Queries.LastUsed(k.ID)))
+	writeJSON(w, http.StatusOK, keyJSON(k, s.cfg.Queries.LastUsedOf(k)))
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, actor domain.Actor) {
@@ -155,7 +155,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, actor domain.
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, keyJSON(k, s.cfg.Queries.LastUsed(k.ID)))
+	writeJSON(w, http.StatusOK, keyJSON(k, s.cfg.Queries.LastUsedOf(k)))
 }
 
 func (s *Server) validate(w http.ResponseWriter, r *http.Request, _ domain.Actor) {
@@ -165,11 +165,11 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request, _ domain.Actor
 		return
 	}
 	k, reason := s.cfg.Queries.Validate(req.Value)
-	if k == nil {
+	if reason != "" {
 		writeJSON(w, http.StatusOK, schemas.ValidateResponse{Reason: string(reason)})
 		return
 	}
-	out := keyJSON(k, s.cfg.Queries.LastUsed(k.ID))
+	out := validKeyJSON(k)
 	writeJSON(w, http.StatusOK, schemas.ValidateResponse{APIKey: &out})
 }
 

@@ -143,3 +143,30 @@ func keyJSON(k *domain.Key, lastUsed *time.Time) schemas.APIKey {
 	}
 	return out
 }
+
+// validKeyJSON renders a validated key: always active, never with its value.
+func validKeyJSON(k domain.ValidKey) schemas.APIKey {
+	out := schemas.APIKey{
+		Object: schemas.ObjectAPIKey, ID: k.ID,
+		Owner:          schemas.Owner{Type: string(k.Owner.Type), ID: k.Owner.ID},
+		OrganizationID: k.OrganizationID, Name: k.Name, ObfuscatedValue: k.Obfuscated,
+		Permissions: k.Permissions, Status: string(domain.StatusActive),
+		CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt,
+	}
+	if out.Permissions == nil {
+		out.Permissions = []string{}
+	}
+	if k.Owner.Type == domain.OwnerUser {
+		id := k.Owner.ID
+		out.UserID = &id
+	}
+	if !k.ExpiresAt.IsZero() {
+		t := k.ExpiresAt
+		out.ExpiresAt = &t
+	}
+	if !k.LastUsedAt.IsZero() {
+		t := k.LastUsedAt
+		out.LastUsedAt = &t
+	}
+	return out
+}

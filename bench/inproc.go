@@ -30,7 +30,7 @@ func validateInproc(ctx context.Context, o Options, p Progress) ([]Result, error
 	validate := func(values []string) Side {
 		return func(_ context.Context, d time.Duration) (Sample, error) {
 			return RunUntil(d, 1024, func(i int) {
-				if k, _ := pop.Proj.Validate(values[i&(mixLen-1)]); k != nil {
+				if k, reason := pop.Proj.Validate(values[i&(mixLen-1)]); reason == "" {
 					sink ^= k.ID[0]
 				}
 			}), nil

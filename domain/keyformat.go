@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"hash/crc32"
 	"strings"
+	"unsafe"
 )
 
 // Key format: <prefix>_<random><checksum>, for example
@@ -67,37 +68,49 @@ func GenerateKey(prefix string) (string, error) {
 }
 
 // CheckKeyFormat reports whether value is a well-formed key: a known prefix,
-// base62 body of the right length, and a matching checksum. It allocates
-// nothing, so rejecting garbage is cheap.
+// base62 body of the right length, and a matching checksum. It sits on the
+// validation hot path before the hash, so it allocates nothing and costs a
+// small fraction of one SHA-256.
 func CheckKeyFormat(value string) error {
-	var body string
-	switch {
-	case strings.HasPrefix(value, PrefixLive+"_"):
-		body = value[len(PrefixLive)+1:]
-	case strings.HasPrefix(value, PrefixTest+"_"):
-		body = value[len(PrefixTest)+1:]
-	default:
+	// Both prefixes are 7 bytes; compare them as one word each.
+	if len(value) != len(PrefixLive)+1+randomLen+checksumLen {
 		return ErrMalformedKey
 	}
-	if len(body) != randomLen+checksumLen {
+	if value[:len(PrefixLive)+1] != PrefixLive+"_" && value[:len(PrefixTest)+1] != PrefixTest+"_" {
 		return ErrMalformedKey
 	}
+	body := value[len(PrefixLive)+1:]
+	var bad byte
 	for i := 0; i < len(body); i++ {
-		if base62Index(body[i]) < 0 {
-			return ErrMalformedKey
-		}
+		bad |= base62Value[body[i]]
+	}
+	if bad&0x80 != 0 {
+		return ErrMalformedKey
 	}
 	random, sum := body[:randomLen], body[randomLen:]
-	want := crcIEEE(random)
+	// crc32 takes a []byte; a view of the string's bytes avoids the copy and
+	// the heap allocation a conversion would make (crc32 only reads it).
+	want := crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(random), len(random)))
 	var got uint64
 	for i := 0; i < checksumLen; i++ {
-		got = got*62 + uint64(base62Index(sum[i]))
+		got = got*62 + uint64(base62Value[sum[i]])
 	}
 	if got != uint64(want) {
 		return ErrMalformedKey
 	}
 	return nil
 }
+
+// base62Value maps a byte to its base62 digit, or 0xFF for any other byte.
+var base62Value = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xFF
+	}
+	for i := 0; i < len(base62Alphabet); i++ {
+		t[base62Alphabet[i]] = byte(i)
+	}
+	return t
+}()
 
 // ObfuscateKey returns the form of a key that may be shown after creation:
 // its prefix and last four characters.
@@ -123,25 +136,3 @@ func checksum(random []byte) string {
 	return string(out)
 }
 
-// crcIEEE is crc32.ChecksumIEEE of a string. Converting the string to a
-// []byte for crc32 would escape to the heap, and CheckKeyFormat must not
-// allocate.
-func crcIEEE(s string) uint32 {
-	crc := ^uint32(0)
-	for i := 0; i < len(s); i++ {
-		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
-	}
-	return ^crc
-}
-
-func base62Index(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'A' && c <= 'Z':
-		return int(c-'A') + 10
-	case c >= 'a' && c <= 'z':
-		return int(c-'a') + 36
-	}
-	return -1
-}

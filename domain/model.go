@@ -269,3 +269,19 @@ func (c *Catalogue) Apply(e Event) {
 	}
 	c.Version = e.Seq
 }
+
+// ValidKey is what a successful validation tells an application: which
+// key, whose, and what it may do. It is a value, so answering a validation
+// allocates nothing.
+type ValidKey struct {
+	ID             string
+	OrganizationID string
+	Owner          Owner
+	Name           string
+	Permissions    []string
+	Obfuscated     string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	ExpiresAt      time.Time // zero: never
+	LastUsedAt     time.Time // zero: never
+}

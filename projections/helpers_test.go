@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -283,3 +284,42 @@ func mustEqual[T any](t *testing.T, what string, got, want T) {
 func isCorrupt(err error) bool { return errors.Is(err, errCorrupt) }
 
 func memFS() vfs.FS { return vfs.NewMem() }
+
+// sameValid checks that a validation answer describes key k (ignoring
+// last-used, which validation sets).
+func sameValid(got domain.ValidKey, k *domain.Key) error {
+	if k == nil {
+		if got.ID != "" {
+			return fmt.Errorf("validation answered %s, want nothing", got.ID)
+		}
+		return nil
+	}
+	want := domain.ValidKey{ID: k.ID, OrganizationID: k.OrganizationID, Owner: k.Owner, Name: k.Name,
+		Permissions: k.Permissions, Obfuscated: k.Obfuscated, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt}
+	if k.ExpiresAt != nil {
+		want.ExpiresAt = *k.ExpiresAt
+	}
+	switch {
+	case got.ID != want.ID, got.OrganizationID != want.OrganizationID, got.Owner != want.Owner, got.Name != want.Name,
+		got.Obfuscated != want.Obfuscated:
+		return fmt.Errorf("keys differ:\n%+v\n%+v", got, want)
+	case !slices.Equal(got.Permissions, want.Permissions):
+		return fmt.Errorf("permissions differ: %q, %q", got.Permissions, want.Permissions)
+	case !got.CreatedAt.Equal(want.CreatedAt), !got.UpdatedAt.Equal(want.UpdatedAt), !got.ExpiresAt.Equal(want.ExpiresAt):
+		return fmt.Errorf("times differ:\n%+v\n%+v", got, want)
+	}
+	return nil
+}
+
+// storedUsage reads the last-used time flushed to Pebble for a key.
+func storedUsage(p *Projection, id string) (time.Time, bool) {
+	v, closer, err := p.db.Get([]byte(prefixLastUsed + id))
+	if err != nil {
+		return time.Time{}, false
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(), true
+}

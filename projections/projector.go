@@ -50,6 +50,8 @@ var errCorrupt = errors.New("projections: ledger and projection disagree")
 // sequence of the last one; events at or below the checkpoint are skipped, so
 // applying is exactly-once even when the reader repeats itself.
 func (p *Projection) Apply(events []domain.Event) error {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
 	applied := p.Applied()
 	b := p.db.NewBatch()
 	defer b.Close()
@@ -81,10 +83,12 @@ func (p *Projection) Apply(events []domain.Event) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("projections: commit: %w", err)
 	}
-	p.mu.Lock()
+	// The index changes before applied advances: whoever waits for this
+	// sequence then validates against the new state.
 	for _, k := range changed {
-		p.byHash[k.Hash] = k
+		p.idx.put(k)
 	}
+	p.mu.Lock()
 	p.applied = last
 	close(p.notify)
 	p.notify = make(chan struct{})

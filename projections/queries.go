@@ -17,26 +17,31 @@ import (
 )
 
 // Validate answers whether value is a usable key, and if so which: format
-// and checksum first (no lookup for garbage), then the hash in the in-memory
-// index. It never reads the ledger. A successful validation is recorded as
-// last-used telemetry.
-func (p *Projection) Validate(value string) (*domain.Key, domain.ValidationReason) {
+// and checksum first (no lookup for garbage), then the hash in the
+// in-memory index, lock-free. It never reads the ledger or Pebble. A
+// successful validation is recorded as last-used telemetry.
+func (p *Projection) Validate(value string) (domain.ValidKey, domain.ValidationReason) {
 	if err := domain.CheckKeyFormat(value); err != nil {
-		return nil, domain.InvalidMalformed
+		return domain.ValidKey{}, domain.InvalidMalformed
 	}
 	h := domain.HashKey(value)
-	p.mu.RLock()
-	k := p.byHash[h]
-	p.mu.RUnlock()
-	if k == nil {
-		return nil, domain.InvalidNotFound
+	s := p.idx.lookup(&h)
+	if s == nil {
+		return domain.ValidKey{}, domain.InvalidNotFound
 	}
-	now := p.cfg.Now()
-	if ok, reason := k.Validity(now); !ok {
-		return nil, reason
+	st := s.state.Load()
+	if st.revoked {
+		return domain.ValidKey{}, domain.InvalidRevoked
 	}
-	p.usage.record(k.ID, now)
-	return k, ""
+	if st.expires != 0 && p.cfg.Now().UnixNano() >= st.expires {
+		return domain.ValidKey{}, domain.InvalidExpired
+	}
+	// Write the shared cache line at most once a second per key.
+	now := p.usageNow()
+	if s.lastUsed.Load() < now {
+		s.lastUsed.Store(now)
+	}
+	return st.validKey(now), ""
 }
 
 // Get returns one key as the projection holds it.

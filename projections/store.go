@@ -90,12 +90,18 @@ type Projection struct {
 	db  *pebble.DB
 	log *slog.Logger
 
+	// applyMu makes Apply single-writer, as the index requires.
+	applyMu sync.Mutex
+	idx     *index
+
 	mu      sync.RWMutex
-	byHash  map[domain.KeyHash]*domain.Key // active and revoked keys; replaced, never mutated
 	applied uint64
 	notify  chan struct{} // closed and replaced whenever applied advances
 
-	usage *usage
+	clock    *clock
+	usageNow func() int64 // unix seconds for last-used times
+	flushMu  sync.Mutex
+	flushed  int64 // last-used times older than this are in Pebble
 }
 
 // Open opens (or creates) the projection and loads the validation index from
@@ -104,7 +110,8 @@ func Open(cfg Config) (*Projection, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Now == nil {
+	custom := cfg.Now != nil
+	if !custom {
 		cfg.Now = time.Now
 	}
 	if cfg.WaitTimeout == 0 {
@@ -115,9 +122,15 @@ func Open(cfg Config) (*Projection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", cfg.Dir, err)
 	}
-	p := &Projection{cfg: cfg, db: db, log: cfg.Log, byHash: map[domain.KeyHash]*domain.Key{}, notify: make(chan struct{})}
-	p.usage = newUsage(p)
+	p := &Projection{cfg: cfg, db: db, log: cfg.Log, idx: newIndex(), notify: make(chan struct{})}
+	if custom {
+		p.usageNow = func() int64 { return cfg.Now().Unix() }
+	} else {
+		p.clock = startClock()
+		p.usageNow = p.clock.now.Load
+	}
 	if err := p.load(); err != nil {
+		p.stopClock()
 		db.Close()
 		return nil, err
 	}
@@ -134,6 +147,15 @@ func (p *Projection) load() error {
 		p.applied = binary.BigEndian.Uint64(v)
 		closer.Close()
 	}
+	used := map[string]int64{}
+	if err := p.scan(prefixLastUsed, func(k, v []byte) error {
+		if len(v) == 8 {
+			used[string(k[len(prefixLastUsed):])] = time.Unix(0, int64(binary.BigEndian.Uint64(v))).Unix()
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	return p.scan(prefixKey, func(_, v []byte) error {
 		var r record
 		if err := json.Unmarshal(v, &r); err != nil {
@@ -143,15 +165,25 @@ func (p *Projection) load() error {
 		if err != nil {
 			return err
 		}
-		p.byHash[k.Hash] = k
+		s := p.idx.put(k)
+		if t, ok := used[k.ID]; ok {
+			s.lastUsed.Store(t)
+		}
 		return nil
 	})
 }
 
+func (p *Projection) stopClock() {
+	if p.clock != nil {
+		p.clock.close()
+	}
+}
+
 // Close flushes telemetry and closes Pebble.
 func (p *Projection) Close() error {
-	p.usage.flush()
-	return p.db.Close()
+	err := p.FlushUsage()
+	p.stopClock()
+	return errors.Join(err, p.db.Close())
 }
 
 // Applied returns the ledger sequence the projection has applied.

@@ -3,85 +3,77 @@ package projections
 import (
 	"context"
 	"encoding/binary"
-	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/keyledger/keyledger/domain"
 )
 
-// usage keeps last-used times: telemetry, not ledger events. Validations
-// record into memory; Flush writes them to Pebble in one batch.
-type usage struct {
-	p       *Projection
-	mu      sync.Mutex
-	pending map[string]time.Time
-	flushMu sync.Mutex
-}
-
-func newUsage(p *Projection) *usage { return &usage{p: p, pending: map[string]time.Time{}} }
-
-func (u *usage) record(id string, at time.Time) {
-	u.mu.Lock()
-	if at.After(u.pending[id]) {
-		u.pending[id] = at
-	}
-	u.mu.Unlock()
-}
-
-func (u *usage) flush() error {
-	u.flushMu.Lock()
-	defer u.flushMu.Unlock()
-	u.mu.Lock()
-	batch := u.pending
-	u.pending = map[string]time.Time{}
-	u.mu.Unlock()
-	if len(batch) == 0 {
-		return nil
-	}
-	b := u.p.db.NewBatch()
-	defer b.Close()
-	for id, at := range batch {
-		if prev, ok := u.stored(id); ok && !at.After(prev) {
-			continue
-		}
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(at.UnixNano()))
-		if err := b.Set([]byte(prefixLastUsed+id), v[:], nil); err != nil {
-			return err
-		}
-	}
-	return b.Commit(pebble.NoSync)
-}
-
-func (u *usage) stored(id string) (time.Time, bool) {
-	v, closer, err := u.p.db.Get([]byte(prefixLastUsed + id))
-	if err != nil || len(v) != 8 {
-		if closer != nil {
-			closer.Close()
-		}
-		return time.Time{}, false
-	}
-	defer closer.Close()
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(), true
-}
+// Last-used times are telemetry, not ledger events: validations write them
+// into the index's slots (unix seconds), and FlushUsage writes the ones that
+// changed since the last flush to Pebble (l/<key id>), outside the
+// checkpoint, so a restart keeps them.
 
 // LastUsed returns when a key was last validated on this node, if ever.
 func (p *Projection) LastUsed(id string) *time.Time {
-	p.usage.mu.Lock()
-	t, ok := p.usage.pending[id]
-	p.usage.mu.Unlock()
-	if ok {
-		t = t.UTC()
-		return &t
+	k, err := p.getRecord(id)
+	if err != nil {
+		return nil
 	}
-	if t, ok := p.usage.stored(id); ok {
-		return &t
-	}
-	return nil
+	return p.LastUsedOf(k)
 }
 
-// FlushUsage writes pending last-used times to Pebble.
-func (p *Projection) FlushUsage() error { return p.usage.flush() }
+// LastUsedOf is LastUsed for a key already at hand.
+func (p *Projection) LastUsedOf(k *domain.Key) *time.Time {
+	s := p.idx.lookup(&k.Hash)
+	if s == nil {
+		return nil
+	}
+	sec := s.lastUsed.Load()
+	if sec == 0 {
+		return nil
+	}
+	t := time.Unix(sec, 0).UTC()
+	return &t
+}
+
+// FlushUsage writes last-used times that changed since the last flush.
+func (p *Projection) FlushUsage() error {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	since := p.flushed
+	now := p.usageNow()
+	b := p.db.NewBatch()
+	defer b.Close()
+	t := p.idx.table.Load()
+	for i := range t.buckets {
+		bk := &t.buckets[i]
+		if bk.fp.Load() == 0 {
+			continue
+		}
+		s := bk.slot.Load()
+		used := s.lastUsed.Load()
+		if used == 0 || used < since {
+			continue
+		}
+		st := s.state.Load()
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(time.Unix(used, 0).UnixNano()))
+		if err := b.Set([]byte(prefixLastUsed+st.text[:st.idEnd]), v[:], nil); err != nil {
+			return err
+		}
+	}
+	if b.Empty() {
+		p.flushed = now
+		return nil
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	p.flushed = now
+	return nil
+}
 
 // RunUsageFlusher flushes last-used times every interval until ctx ends.
 func (p *Projection) RunUsageFlusher(ctx context.Context, interval time.Duration) error {
@@ -92,7 +84,7 @@ func (p *Projection) RunUsageFlusher(ctx context.Context, interval time.Duration
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := p.usage.flush(); err != nil {
+			if err := p.FlushUsage(); err != nil {
 				p.log.Warn("projection: flushing last-used times failed", "err", err)
 			}
 		}
@@ -102,12 +94,22 @@ func (p *Projection) RunUsageFlusher(ctx context.Context, interval time.Duration
 // CopyUsageTo copies every stored last-used time into dst (a rebuild keeps
 // the telemetry the ledger does not hold).
 func (p *Projection) CopyUsageTo(dst *Projection) error {
-	if err := p.usage.flush(); err != nil {
+	if err := p.FlushUsage(); err != nil {
 		return err
 	}
 	b := dst.db.NewBatch()
 	defer b.Close()
-	err := p.scan(prefixLastUsed, func(k, v []byte) error { return b.Set(k, v, nil) })
+	err := p.scan(prefixLastUsed, func(k, v []byte) error {
+		if len(v) != 8 {
+			return nil
+		}
+		if rec, err := dst.getRecord(string(k[len(prefixLastUsed):])); err == nil {
+			if s := dst.idx.lookup(&rec.Hash); s != nil {
+				s.lastUsed.Store(time.Unix(0, int64(binary.BigEndian.Uint64(v))).Unix())
+			}
+		}
+		return b.Set(k, v, nil)
+	})
 	if err != nil {
 		return err
 	}
