@@ -416,6 +416,18 @@ func FuzzCheckKeyFormat(f *testing.F) {
 	})
 }
 
+func TestCRC31MatchesStdlib(t *testing.T) {
+	inputs := []string{"", "a", "0000000000000000000000000000000", "\x00\xff\x80", "é", "0123456789abcdef0123456789abcde"}
+	for i := 0; i < 200; i++ {
+		inputs = append(inputs, mustGenerate(t, PrefixLive)[8:39])
+	}
+	for _, s := range inputs {
+		if got, want := crc31(s), crc32.ChecksumIEEE([]byte(s)); got != want {
+			t.Errorf("crc31(%q) = %08x, want %08x", s, got, want)
+		}
+	}
+}
+
 func TestBase62TableMatchesAlphabet(t *testing.T) {
 	for c := 0; c < 256; c++ {
 		want := byte(0xFF)
