@@ -167,4 +167,3 @@ func checksum(random []byte) string {
 	}
 	return string(out)
 }
-

@@ -50,18 +50,18 @@ type slot struct {
 // keyState is a compact, immutable form of a key: what validation needs,
 // with strings interned or packed into one allocation.
 type keyState struct {
-	hash       domain.KeyHash
-	text       string // id + obfuscated value + name, packed
-	idEnd      uint16
-	obfEnd     uint16
-	org        string
-	ownerID    string
-	ownerUser  bool
-	revoked    bool
-	perms      []string
-	created    int64 // unix nanos
-	updated    int64
-	expires    int64 // 0: never
+	hash      domain.KeyHash
+	text      string // id + obfuscated value + name, packed
+	idEnd     uint16
+	obfEnd    uint16
+	org       string
+	ownerID   string
+	ownerUser bool
+	revoked   bool
+	perms     []string
+	created   int64 // unix nanos
+	updated   int64
+	expires   int64 // 0: never
 }
 
 const minTableSize = 1 << 10
