@@ -16,6 +16,11 @@ import (
 // runBench is `keyledger bench`: every scenario against its reference, in
 // one run, with a progress bar and a summary table (or JSON).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == bench.MemoryChildFlag {
+		// The memory scenario re-runs this binary to measure a process that
+		// holds only what a server holds.
+		return bench.MemoryChild(args[1:])
+	}
 	fs := flag.NewFlagSet("keyledger bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "run every scenario small (CI); fails only if a scenario errors")
