@@ -169,7 +169,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request, _ domain.Actor
 		writeJSON(w, http.StatusOK, schemas.ValidateResponse{Reason: string(reason)})
 		return
 	}
-	out := validKeyJSON(k)
+	out := validKeyJSON(k, domain.ObfuscateKey(req.Value))
 	writeJSON(w, http.StatusOK, schemas.ValidateResponse{APIKey: &out})
 }
 

@@ -145,11 +145,11 @@ func keyJSON(k *domain.Key, lastUsed *time.Time) schemas.APIKey {
 }
 
 // validKeyJSON renders a validated key: always active, never with its value.
-func validKeyJSON(k domain.ValidKey) schemas.APIKey {
+func validKeyJSON(k domain.ValidKey, obfuscated string) schemas.APIKey {
 	out := schemas.APIKey{
 		Object: schemas.ObjectAPIKey, ID: k.ID,
 		Owner:          schemas.Owner{Type: string(k.Owner.Type), ID: k.Owner.ID},
-		OrganizationID: k.OrganizationID, Name: k.Name, ObfuscatedValue: k.Obfuscated,
+		OrganizationID: k.OrganizationID, Name: k.Name, ObfuscatedValue: obfuscated,
 		Permissions: k.Permissions, Status: string(domain.StatusActive),
 		CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt,
 	}

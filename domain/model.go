@@ -272,14 +272,14 @@ func (c *Catalogue) Apply(e Event) {
 
 // ValidKey is what a successful validation tells an application: which
 // key, whose, and what it may do. It is a value, so answering a validation
-// allocates nothing.
+// allocates nothing. It has no obfuscated value: whoever validated holds the
+// value, and ObfuscateKey(value) gives it.
 type ValidKey struct {
 	ID             string
 	OrganizationID string
 	Owner          Owner
 	Name           string
 	Permissions    []string
-	Obfuscated     string
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	ExpiresAt      time.Time // zero: never

@@ -295,13 +295,12 @@ func sameValid(got domain.ValidKey, k *domain.Key) error {
 		return nil
 	}
 	want := domain.ValidKey{ID: k.ID, OrganizationID: k.OrganizationID, Owner: k.Owner, Name: k.Name,
-		Permissions: k.Permissions, Obfuscated: k.Obfuscated, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt}
+		Permissions: k.Permissions, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt}
 	if k.ExpiresAt != nil {
 		want.ExpiresAt = *k.ExpiresAt
 	}
 	switch {
-	case got.ID != want.ID, got.OrganizationID != want.OrganizationID, got.Owner != want.Owner, got.Name != want.Name,
-		got.Obfuscated != want.Obfuscated:
+	case got.ID != want.ID, got.OrganizationID != want.OrganizationID, got.Owner != want.Owner, got.Name != want.Name:
 		return fmt.Errorf("keys differ:\n%+v\n%+v", got, want)
 	case !slices.Equal(got.Permissions, want.Permissions):
 		return fmt.Errorf("permissions differ: %q, %q", got.Permissions, want.Permissions)

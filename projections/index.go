@@ -10,95 +10,108 @@ import (
 	"github.com/keyledger/keyledger/domain"
 )
 
-// index is the in-memory validation index: an open-addressing hash table
-// keyed by the key hash, with one writer (the projector) and lock-free
-// readers. Entries are never removed (a revoked key stays, marked revoked,
-// so validation can say why); a changed key gets a new entry value swapped
-// in atomically. The table grows by building a bigger copy and swapping
-// the pointer; readers holding the old table still see every entry they
-// could see before, and the same *slot, so a revocation shows in both.
+// index is the in-memory validation index, built for a million keys in a
+// few hundred bytes each and lookups that take no lock.
+//
+// A table of 8-byte buckets, open addressing with linear probing, maps the
+// first 32 bits of a key hash to a slot number; slots live in fixed-size
+// chunks that never move. Each slot holds the key's current state (an
+// immutable keyState, replaced as a whole by the projector) and its
+// last-used time (written by validations). One writer, the projector,
+// inserts and replaces; readers load atomically. Entries are never removed:
+// a revoked key stays, marked revoked, so validation can say why. The table
+// grows by building a bigger copy and swapping the pointer; readers of the
+// old table still reach the same slots, so a revocation shows in both.
 type index struct {
-	table atomic.Pointer[table]
-	count int // writer only
+	table  atomic.Pointer[table]
+	chunks atomic.Pointer[[]*slotChunk]
+	count  uint32 // slots in use; written by the writer only
 
 	// intern shares organization ids, owner ids and permission sets between
 	// keys: with a million keys they repeat a lot. Writer only.
 	strs  map[string]string
-	perms map[string][]string
+	perms map[string]*[]string
 }
 
 type table struct {
-	buckets []bucket
+	buckets []atomic.Uint64 // fingerprint<<32 | slot+1; 0 is empty
 	mask    uint64
 }
 
-// bucket pairs the first 8 bytes of a hash (0: empty) with its slot. The
-// slot is stored before the fingerprint, so a reader that sees the
-// fingerprint finds the slot.
-type bucket struct {
-	fp   atomic.Uint64
-	slot atomic.Pointer[slot]
-}
+const (
+	chunkBits = 14
+	chunkSize = 1 << chunkBits
+)
 
-// slot holds one key: its current state, replaced as a whole on change, and
-// its last-used time (unix seconds), written by validations.
+type slotChunk [chunkSize]slot
+
+// slot holds one key: its current state and its last-used time (unix
+// seconds).
 type slot struct {
 	state    atomic.Pointer[keyState]
 	lastUsed atomic.Int64
 }
 
 // keyState is a compact, immutable form of a key: what validation needs,
-// with strings interned or packed into one allocation.
+// with strings interned or packed into one allocation. The obfuscated value
+// is not kept: whoever validates holds the value and can derive it.
 type keyState struct {
-	hash      domain.KeyHash
-	text      string // id + obfuscated value + name, packed
-	idEnd     uint16
-	obfEnd    uint16
-	org       string
-	ownerID   string
-	ownerUser bool
-	revoked   bool
-	perms     []string
-	created   int64 // unix nanos
-	updated   int64
-	expires   int64 // 0: never
+	hash    domain.KeyHash
+	text    string // id + name
+	org     string
+	ownerID string
+	perms   *[]string
+	created int64 // unix nanos; also the last update of an active key
+	expires int64 // unix nanos, 0: never
+	idLen   uint8
+	flags   uint8
 }
+
+const (
+	flagOwnerUser = 1 << iota
+	flagRevoked
+)
 
 const minTableSize = 1 << 10
 
 func newIndex() *index {
-	ix := &index{strs: map[string]string{}, perms: map[string][]string{}}
+	ix := &index{strs: map[string]string{}, perms: map[string]*[]string{}}
 	ix.table.Store(newTable(minTableSize))
+	ix.chunks.Store(&[]*slotChunk{})
 	return ix
 }
 
 func newTable(size int) *table {
-	return &table{buckets: make([]bucket, size), mask: uint64(size - 1)}
+	return &table{buckets: make([]atomic.Uint64, size), mask: uint64(size - 1)}
 }
 
-func fingerprint(h *domain.KeyHash) uint64 {
-	fp := binary.LittleEndian.Uint64(h[:8])
-	if fp == 0 {
-		fp = 1 // 0 marks an empty bucket
-	}
-	return fp
+func fingerprint(h *domain.KeyHash) uint32 {
+	return binary.LittleEndian.Uint32(h[:4])
+}
+
+// countLoad returns how many slots are in use, for readers.
+func (ix *index) countLoad() int { return int(atomic.LoadUint32(&ix.count)) }
+
+func (ix *index) slotAt(n uint32) *slot {
+	chunks := *ix.chunks.Load()
+	return &chunks[n>>chunkBits][n&(chunkSize-1)]
 }
 
 // lookup finds the slot of a hash, or nil. Lock-free.
 func (ix *index) lookup(h *domain.KeyHash) *slot {
 	t := ix.table.Load()
 	fp := fingerprint(h)
-	for i := fp & t.mask; ; i = (i + 1) & t.mask {
-		b := &t.buckets[i]
-		f := b.fp.Load()
-		if f == 0 {
+	// Start from other bits than the fingerprint's, so keys that share a
+	// fingerprint do not also share a probe sequence.
+	for i := binary.LittleEndian.Uint64(h[8:16]) & t.mask; ; i = (i + 1) & t.mask {
+		b := t.buckets[i].Load()
+		if b == 0 {
 			return nil
 		}
-		if f == fp {
-			if s := b.slot.Load(); s != nil {
-				if st := s.state.Load(); st != nil && st.hash == *h {
-					return s
-				}
+		if uint32(b>>32) == fp {
+			s := ix.slotAt(uint32(b) - 1)
+			if st := s.state.Load(); st.hash == *h {
+				return s
 			}
 		}
 	}
@@ -111,35 +124,37 @@ func (ix *index) put(k *domain.Key) *slot {
 		s.state.Store(st)
 		return s
 	}
-	s := &slot{}
+	n := ix.count
+	chunks := *ix.chunks.Load()
+	if int(n>>chunkBits) == len(chunks) {
+		grown := append(chunks[:len(chunks):len(chunks)], new(slotChunk))
+		ix.chunks.Store(&grown)
+	}
+	s := ix.slotAt(n)
 	s.state.Store(st)
 	t := ix.table.Load()
-	if (ix.count+1)*4 > len(t.buckets)*3 {
-		t = ix.grow(t)
+	if (int(n)+1)*4 > len(t.buckets)*3 {
+		t = ix.resize(t, len(t.buckets)*2)
 	}
-	insert(t, fingerprint(&st.hash), s)
-	ix.count++
+	insert(t, &st.hash, n)
+	atomic.StoreUint32(&ix.count, n+1)
 	return s
 }
 
-func insert(t *table, fp uint64, s *slot) {
-	for i := fp & t.mask; ; i = (i + 1) & t.mask {
-		b := &t.buckets[i]
-		if b.fp.Load() == 0 {
-			b.slot.Store(s)
-			b.fp.Store(fp)
+func insert(t *table, h *domain.KeyHash, n uint32) {
+	b := uint64(fingerprint(h))<<32 | uint64(n+1)
+	for i := binary.LittleEndian.Uint64(h[8:16]) & t.mask; ; i = (i + 1) & t.mask {
+		if t.buckets[i].Load() == 0 {
+			t.buckets[i].Store(b)
 			return
 		}
 	}
 }
 
-func (ix *index) grow(old *table) *table {
-	t := newTable(len(old.buckets) * 2)
-	for i := range old.buckets {
-		b := &old.buckets[i]
-		if fp := b.fp.Load(); fp != 0 {
-			insert(t, fp, b.slot.Load())
-		}
+func (ix *index) resize(old *table, size int) *table {
+	t := newTable(size)
+	for n := uint32(0); n < ix.count; n++ {
+		insert(t, &ix.slotAt(n).state.Load().hash, n)
 	}
 	ix.table.Store(t)
 	return t
@@ -152,13 +167,7 @@ func (ix *index) reserve(n int) {
 		size *= 2
 	}
 	if t := ix.table.Load(); size > len(t.buckets) {
-		nt := newTable(size)
-		for i := range t.buckets {
-			if fp := t.buckets[i].fp.Load(); fp != 0 {
-				insert(nt, fp, t.buckets[i].slot.Load())
-			}
-		}
-		ix.table.Store(nt)
+		ix.resize(t, size)
 	}
 }
 
@@ -171,7 +180,7 @@ func (ix *index) intern(s string) string {
 	return s
 }
 
-func (ix *index) internPerms(p []string) []string {
+func (ix *index) internPerms(p []string) *[]string {
 	key := strings.Join(p, "\x00")
 	if v, ok := ix.perms[key]; ok {
 		return v
@@ -180,23 +189,25 @@ func (ix *index) internPerms(p []string) []string {
 	for i, s := range p {
 		v[i] = ix.intern(s)
 	}
-	ix.perms[key] = v
-	return v
+	ix.perms[key] = &v
+	return &v
 }
 
 func (ix *index) compact(k *domain.Key) *keyState {
 	st := &keyState{
-		hash:      k.Hash,
-		text:      k.ID + k.Obfuscated + k.Name,
-		idEnd:     uint16(len(k.ID)),
-		obfEnd:    uint16(len(k.ID) + len(k.Obfuscated)),
-		org:       ix.intern(k.OrganizationID),
-		ownerID:   ix.intern(k.Owner.ID),
-		ownerUser: k.Owner.Type == domain.OwnerUser,
-		revoked:   k.Status == domain.StatusRevoked,
-		perms:     ix.internPerms(k.Permissions),
-		created:   k.CreatedAt.UnixNano(),
-		updated:   k.UpdatedAt.UnixNano(),
+		hash:    k.Hash,
+		text:    k.ID + k.Name,
+		idLen:   uint8(len(k.ID)),
+		org:     ix.intern(k.OrganizationID),
+		ownerID: ix.intern(k.Owner.ID),
+		perms:   ix.internPerms(k.Permissions),
+		created: k.CreatedAt.UnixNano(),
+	}
+	if k.Owner.Type == domain.OwnerUser {
+		st.flags |= flagOwnerUser
+	}
+	if k.Status == domain.StatusRevoked {
+		st.flags |= flagRevoked
 	}
 	if k.ExpiresAt != nil {
 		st.expires = k.ExpiresAt.UnixNano()
@@ -204,18 +215,22 @@ func (ix *index) compact(k *domain.Key) *keyState {
 	return st
 }
 
+func (st *keyState) revoked() bool { return st.flags&flagRevoked != 0 }
+
+func (st *keyState) id() string { return st.text[:st.idLen] }
+
 func (st *keyState) validKey(lastUsed int64) domain.ValidKey {
+	created := time.Unix(0, st.created).UTC()
 	v := domain.ValidKey{
-		ID:             st.text[:st.idEnd],
+		ID:             st.text[:st.idLen],
 		OrganizationID: st.org,
 		Owner:          domain.Owner{Type: domain.OwnerOrganization, ID: st.ownerID},
-		Name:           st.text[st.obfEnd:],
-		Permissions:    st.perms,
-		Obfuscated:     st.text[st.idEnd:st.obfEnd],
-		CreatedAt:      time.Unix(0, st.created).UTC(),
-		UpdatedAt:      time.Unix(0, st.updated).UTC(),
+		Name:           st.text[st.idLen:],
+		Permissions:    *st.perms,
+		CreatedAt:      created,
+		UpdatedAt:      created,
 	}
-	if st.ownerUser {
+	if st.flags&flagOwnerUser != 0 {
 		v.Owner.Type = domain.OwnerUser
 	}
 	if st.expires != 0 {

@@ -48,10 +48,10 @@ func TestIndexConcurrentReadersDuringGrowthAndRevocation(t *testing.T) {
 					continue
 				}
 				st := s.state.Load()
-				if st.text[:st.idEnd] != keys[i].ID {
+				if st.id() != keys[i].ID {
 					failures.Add(1)
 				}
-				if i < rev && !st.revoked {
+				if i < rev && !st.revoked() {
 					failures.Add(1)
 				}
 			}
@@ -89,7 +89,7 @@ func TestIndexInterns(t *testing.T) {
 	ix := newIndex()
 	a := ix.compact(&domain.Key{ID: "a", OrganizationID: string([]byte("org_x")), Owner: domain.Owner{Type: domain.OwnerOrganization, ID: "org_x"}, Permissions: []string{"p:r", "p:w"}})
 	b := ix.compact(&domain.Key{ID: "b", OrganizationID: string([]byte("org_x")), Owner: domain.Owner{Type: domain.OwnerOrganization, ID: "org_x"}, Permissions: []string{"p:r", "p:w"}})
-	if &a.perms[0] != &b.perms[0] {
+	if a.perms != b.perms {
 		t.Fatal("equal permission sets are not shared")
 	}
 	if len(ix.strs) != 3 {

@@ -30,7 +30,7 @@ func (p *Projection) Validate(value string) (domain.ValidKey, domain.ValidationR
 		return domain.ValidKey{}, domain.InvalidNotFound
 	}
 	st := s.state.Load()
-	if st.revoked {
+	if st.revoked() {
 		return domain.ValidKey{}, domain.InvalidRevoked
 	}
 	if st.expires != 0 && p.cfg.Now().UnixNano() >= st.expires {

@@ -46,21 +46,15 @@ func (p *Projection) FlushUsage() error {
 	now := p.usageNow()
 	b := p.db.NewBatch()
 	defer b.Close()
-	t := p.idx.table.Load()
-	for i := range t.buckets {
-		bk := &t.buckets[i]
-		if bk.fp.Load() == 0 {
-			continue
-		}
-		s := bk.slot.Load()
+	for n := uint32(0); n < uint32(p.idx.countLoad()); n++ {
+		s := p.idx.slotAt(n)
 		used := s.lastUsed.Load()
 		if used == 0 || used < since {
 			continue
 		}
-		st := s.state.Load()
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(time.Unix(used, 0).UnixNano()))
-		if err := b.Set([]byte(prefixLastUsed+st.text[:st.idEnd]), v[:], nil); err != nil {
+		if err := b.Set([]byte(prefixLastUsed+s.state.Load().id()), v[:], nil); err != nil {
 			return err
 		}
 	}
