@@ -22,7 +22,7 @@ type Commands interface {
 
 // Queries are the reads the API serves from this node's projection.
 type Queries interface {
-	Validate(value string) (domain.ValidKey, domain.ValidationReason)
+	ValidateInto(value string, out *domain.ValidKey) domain.ValidationReason
 	Get(ctx context.Context, id string) (*domain.Key, error)
 	List(ctx context.Context, q domain.KeyListQuery) (domain.KeyPage, error)
 	Catalogue(ctx context.Context) ([]string, error)

@@ -164,8 +164,8 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request, _ domain.Actor
 		s.fail(w, r, err)
 		return
 	}
-	k, reason := s.cfg.Queries.Validate(req.Value)
-	if reason != "" {
+	var k domain.ValidKey
+	if reason := s.cfg.Queries.ValidateInto(req.Value, &k); reason != "" {
 		writeJSON(w, http.StatusOK, schemas.ValidateResponse{Reason: string(reason)})
 		return
 	}

@@ -72,35 +72,42 @@ func GenerateKey(prefix string) (string, error) {
 }
 
 // CheckKeyFormat reports whether value is a well-formed key: a known prefix,
-// base62 body of the right length, and a matching checksum. It sits on the
-// validation hot path before the hash, so it allocates nothing and costs a
-// small fraction of one SHA-256.
+// base62 body of the right length, and a matching checksum. It allocates
+// nothing.
 func CheckKeyFormat(value string) error {
-	// Both prefixes are 7 bytes; compare them as one word each.
-	if len(value) != len(PrefixLive)+1+randomLen+checksumLen {
+	if !CheckKeyShape(value) || !CheckKeyChecksum(value) {
 		return ErrMalformedKey
 	}
+	return nil
+}
+
+// CheckKeyShape is the cheap half of CheckKeyFormat: the prefix, the length
+// and the alphabet. Garbage fails here.
+func CheckKeyShape(value string) bool {
+	if len(value) != len(PrefixLive)+1+randomLen+checksumLen {
+		return false
+	}
 	if value[:len(PrefixLive)+1] != PrefixLive+"_" && value[:len(PrefixTest)+1] != PrefixTest+"_" {
-		return ErrMalformedKey
+		return false
 	}
 	body := value[len(PrefixLive)+1:]
 	var bad byte
 	for i := 0; i < len(body); i++ {
 		bad |= base62Value[body[i]]
 	}
-	if bad&0x80 != 0 {
-		return ErrMalformedKey
-	}
+	return bad&0x80 == 0
+}
+
+// CheckKeyChecksum is the other half: the CRC32 of the random part matches
+// its last six characters. value must have passed CheckKeyShape.
+func CheckKeyChecksum(value string) bool {
+	body := value[len(PrefixLive)+1:]
 	random, sum := body[:randomLen], body[randomLen:]
-	want := crc31(random)
 	var got uint64
 	for i := 0; i < checksumLen; i++ {
 		got = got*62 + uint64(base62Value[sum[i]])
 	}
-	if got != uint64(want) {
-		return ErrMalformedKey
-	}
-	return nil
+	return got == uint64(crc31(random))
 }
 
 // crc31 is crc32.ChecksumIEEE of the 31-byte random part, slicing by 8

@@ -219,27 +219,24 @@ func (st *keyState) revoked() bool { return st.flags&flagRevoked != 0 }
 
 func (st *keyState) id() string { return st.text[:st.idLen] }
 
-func (st *keyState) validKey(lastUsed int64) domain.ValidKey {
+func (st *keyState) fill(v *domain.ValidKey, lastUsed int64) {
 	created := time.Unix(0, st.created).UTC()
-	v := domain.ValidKey{
-		ID:             st.text[:st.idLen],
-		OrganizationID: st.org,
-		Owner:          domain.Owner{Type: domain.OwnerOrganization, ID: st.ownerID},
-		Name:           st.text[st.idLen:],
-		Permissions:    *st.perms,
-		CreatedAt:      created,
-		UpdatedAt:      created,
-	}
+	v.ID = st.text[:st.idLen]
+	v.OrganizationID = st.org
+	v.Owner = domain.Owner{Type: domain.OwnerOrganization, ID: st.ownerID}
 	if st.flags&flagOwnerUser != 0 {
 		v.Owner.Type = domain.OwnerUser
 	}
+	v.Name = st.text[st.idLen:]
+	v.Permissions = *st.perms
+	v.CreatedAt, v.UpdatedAt = created, created
+	v.ExpiresAt, v.LastUsedAt = time.Time{}, time.Time{}
 	if st.expires != 0 {
 		v.ExpiresAt = time.Unix(0, st.expires).UTC()
 	}
 	if lastUsed != 0 {
 		v.LastUsedAt = time.Unix(lastUsed, 0).UTC()
 	}
-	return v
 }
 
 // clock is a coarse clock, advanced every 100 ms, for last-used times:
