@@ -10,22 +10,25 @@ import (
 	"github.com/keyledger/keyledger/domain"
 )
 
-// index is the in-memory validation index, built for a million keys in a
-// few hundred bytes each and lookups that take no lock.
+// index is the in-memory validation index, built for a million keys in
+// about two hundred bytes each and lookups that take no lock.
 //
 // A table of 8-byte buckets, open addressing with linear probing, maps the
-// first 32 bits of a key hash to a slot number; slots live in fixed-size
-// chunks that never move. Each slot holds the key's current state (an
-// immutable keyState, replaced as a whole by the projector) and its
-// last-used time (written by validations). One writer, the projector,
-// inserts and replaces; readers load atomically. Entries are never removed:
-// a revoked key stays, marked revoked, so validation can say why. The table
-// grows by building a bigger copy and swapping the pointer; readers of the
-// old table still reach the same slots, so a revocation shows in both.
+// first 32 bits of a key hash to a slot number. Slots live inline in
+// fixed-size chunks that never move, so a hit touches the bucket, the slot
+// and the key's text, and nothing else. A slot's identity (hash, id, name,
+// organization, owner, creation) is written once, before the slot is
+// published in the table, and never changes; what can change (revoked,
+// expiry, permissions) and the last-used time are atomic fields. One
+// writer, the projector, inserts and updates; readers load atomically.
+// Slots are never removed: a revoked key stays, marked revoked, so
+// validation can say why. The table grows by building a bigger copy and
+// swapping the pointer; readers of the old table reach the same slots, so a
+// revocation shows in both.
 type index struct {
 	table  atomic.Pointer[table]
 	chunks atomic.Pointer[[]*slotChunk]
-	count  uint32 // slots in use; written by the writer only
+	count  atomic.Uint32 // slots in use
 
 	// intern shares organization ids, owner ids and permission sets between
 	// keys: with a million keys they repeat a lot. Writer only.
@@ -45,32 +48,25 @@ const (
 
 type slotChunk [chunkSize]slot
 
-// slot holds one key: its current state and its last-used time (unix
-// seconds).
+// slot is one key.
 type slot struct {
-	state    atomic.Pointer[keyState]
+	// Written once, before the slot is published.
+	hash      domain.KeyHash
+	text      string // id + name
+	org       string
+	ownerID   string
+	created   int64 // unix nanos; also the last update of an active key
+	idLen     uint8
+	ownerUser bool
+
+	// Changed by the projector, in ledger order.
+	revoked atomic.Bool
+	expires atomic.Int64 // unix nanos, 0: never
+	perms   atomic.Pointer[[]string]
+
+	// Written by validations: unix seconds.
 	lastUsed atomic.Int64
 }
-
-// keyState is a compact, immutable form of a key: what validation needs,
-// with strings interned or packed into one allocation. The obfuscated value
-// is not kept: whoever validates holds the value and can derive it.
-type keyState struct {
-	hash    domain.KeyHash
-	text    string // id + name
-	org     string
-	ownerID string
-	perms   *[]string
-	created int64 // unix nanos; also the last update of an active key
-	expires int64 // unix nanos, 0: never
-	idLen   uint8
-	flags   uint8
-}
-
-const (
-	flagOwnerUser = 1 << iota
-	flagRevoked
-)
 
 const minTableSize = 1 << 10
 
@@ -89,8 +85,12 @@ func fingerprint(h *domain.KeyHash) uint32 {
 	return binary.LittleEndian.Uint32(h[:4])
 }
 
-// countLoad returns how many slots are in use, for readers.
-func (ix *index) countLoad() int { return int(atomic.LoadUint32(&ix.count)) }
+// home is where a hash's probe sequence starts: other bits than the
+// fingerprint's, so hashes that share a fingerprint do not also share a
+// probe sequence.
+func home(h *domain.KeyHash, t *table) uint64 {
+	return binary.LittleEndian.Uint64(h[8:16]) & t.mask
+}
 
 func (ix *index) slotAt(n uint32) *slot {
 	chunks := *ix.chunks.Load()
@@ -101,49 +101,65 @@ func (ix *index) slotAt(n uint32) *slot {
 func (ix *index) lookup(h *domain.KeyHash) *slot {
 	t := ix.table.Load()
 	fp := fingerprint(h)
-	// Start from other bits than the fingerprint's, so keys that share a
-	// fingerprint do not also share a probe sequence.
-	for i := binary.LittleEndian.Uint64(h[8:16]) & t.mask; ; i = (i + 1) & t.mask {
+	for i := home(h, t); ; i = (i + 1) & t.mask {
 		b := t.buckets[i].Load()
 		if b == 0 {
 			return nil
 		}
 		if uint32(b>>32) == fp {
-			s := ix.slotAt(uint32(b) - 1)
-			if st := s.state.Load(); st.hash == *h {
+			if s := ix.slotAt(uint32(b) - 1); s.hash == *h {
 				return s
 			}
 		}
 	}
 }
 
-// put stores the state of a key, creating its slot when new. Writer only.
+// put stores a key's state, creating its slot when new. Writer only.
 func (ix *index) put(k *domain.Key) *slot {
-	st := ix.compact(k)
-	if s := ix.lookup(&st.hash); s != nil {
-		s.state.Store(st)
+	s := ix.lookup(&k.Hash)
+	if s == nil {
+		n := ix.count.Load()
+		chunks := *ix.chunks.Load()
+		if int(n>>chunkBits) == len(chunks) {
+			grown := append(chunks[:len(chunks):len(chunks)], new(slotChunk))
+			ix.chunks.Store(&grown)
+		}
+		s = ix.slotAt(n)
+		s.hash = k.Hash
+		s.text = k.ID + k.Name
+		s.idLen = uint8(len(k.ID))
+		s.org = ix.intern(k.OrganizationID)
+		s.ownerID = ix.intern(k.Owner.ID)
+		s.ownerUser = k.Owner.Type == domain.OwnerUser
+		s.created = k.CreatedAt.UnixNano()
+		ix.update(s, k)
+		t := ix.table.Load()
+		if (int(n)+1)*4 > len(t.buckets)*3 {
+			t = ix.resize(t, len(t.buckets)*2)
+		}
+		insert(t, &s.hash, n)
+		ix.count.Store(n + 1)
 		return s
 	}
-	n := ix.count
-	chunks := *ix.chunks.Load()
-	if int(n>>chunkBits) == len(chunks) {
-		grown := append(chunks[:len(chunks):len(chunks)], new(slotChunk))
-		ix.chunks.Store(&grown)
-	}
-	s := ix.slotAt(n)
-	s.state.Store(st)
-	t := ix.table.Load()
-	if (int(n)+1)*4 > len(t.buckets)*3 {
-		t = ix.resize(t, len(t.buckets)*2)
-	}
-	insert(t, &st.hash, n)
-	atomic.StoreUint32(&ix.count, n+1)
+	ix.update(s, k)
 	return s
+}
+
+// update writes what can change about a key. Revocation goes last, so a
+// reader that sees it sees the rest.
+func (ix *index) update(s *slot, k *domain.Key) {
+	s.perms.Store(ix.internPerms(k.Permissions))
+	var exp int64
+	if k.ExpiresAt != nil {
+		exp = k.ExpiresAt.UnixNano()
+	}
+	s.expires.Store(exp)
+	s.revoked.Store(k.Status == domain.StatusRevoked)
 }
 
 func insert(t *table, h *domain.KeyHash, n uint32) {
 	b := uint64(fingerprint(h))<<32 | uint64(n+1)
-	for i := binary.LittleEndian.Uint64(h[8:16]) & t.mask; ; i = (i + 1) & t.mask {
+	for i := home(h, t); ; i = (i + 1) & t.mask {
 		if t.buckets[i].Load() == 0 {
 			t.buckets[i].Store(b)
 			return
@@ -153,8 +169,8 @@ func insert(t *table, h *domain.KeyHash, n uint32) {
 
 func (ix *index) resize(old *table, size int) *table {
 	t := newTable(size)
-	for n := uint32(0); n < ix.count; n++ {
-		insert(t, &ix.slotAt(n).state.Load().hash, n)
+	for n := uint32(0); n < ix.count.Load(); n++ {
+		insert(t, &ix.slotAt(n).hash, n)
 	}
 	ix.table.Store(t)
 	return t
@@ -193,46 +209,23 @@ func (ix *index) internPerms(p []string) *[]string {
 	return &v
 }
 
-func (ix *index) compact(k *domain.Key) *keyState {
-	st := &keyState{
-		hash:    k.Hash,
-		text:    k.ID + k.Name,
-		idLen:   uint8(len(k.ID)),
-		org:     ix.intern(k.OrganizationID),
-		ownerID: ix.intern(k.Owner.ID),
-		perms:   ix.internPerms(k.Permissions),
-		created: k.CreatedAt.UnixNano(),
-	}
-	if k.Owner.Type == domain.OwnerUser {
-		st.flags |= flagOwnerUser
-	}
-	if k.Status == domain.StatusRevoked {
-		st.flags |= flagRevoked
-	}
-	if k.ExpiresAt != nil {
-		st.expires = k.ExpiresAt.UnixNano()
-	}
-	return st
-}
+func (s *slot) id() string { return s.text[:s.idLen] }
 
-func (st *keyState) revoked() bool { return st.flags&flagRevoked != 0 }
-
-func (st *keyState) id() string { return st.text[:st.idLen] }
-
-func (st *keyState) fill(v *domain.ValidKey, lastUsed int64) {
-	created := time.Unix(0, st.created).UTC()
-	v.ID = st.text[:st.idLen]
-	v.OrganizationID = st.org
-	v.Owner = domain.Owner{Type: domain.OwnerOrganization, ID: st.ownerID}
-	if st.flags&flagOwnerUser != 0 {
+// fill writes the key into v for a validation answer.
+func (s *slot) fill(v *domain.ValidKey, expires, lastUsed int64) {
+	created := time.Unix(0, s.created).UTC()
+	v.ID = s.text[:s.idLen]
+	v.OrganizationID = s.org
+	v.Owner = domain.Owner{Type: domain.OwnerOrganization, ID: s.ownerID}
+	if s.ownerUser {
 		v.Owner.Type = domain.OwnerUser
 	}
-	v.Name = st.text[st.idLen:]
-	v.Permissions = *st.perms
+	v.Name = s.text[s.idLen:]
+	v.Permissions = *s.perms.Load()
 	v.CreatedAt, v.UpdatedAt = created, created
 	v.ExpiresAt, v.LastUsedAt = time.Time{}, time.Time{}
-	if st.expires != 0 {
-		v.ExpiresAt = time.Unix(0, st.expires).UTC()
+	if expires != 0 {
+		v.ExpiresAt = time.Unix(0, expires).UTC()
 	}
 	if lastUsed != 0 {
 		v.LastUsedAt = time.Unix(lastUsed, 0).UTC()

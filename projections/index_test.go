@@ -47,11 +47,10 @@ func TestIndexConcurrentReadersDuringGrowthAndRevocation(t *testing.T) {
 					failures.Add(1)
 					continue
 				}
-				st := s.state.Load()
-				if st.id() != keys[i].ID {
+				if s.id() != keys[i].ID {
 					failures.Add(1)
 				}
-				if i < rev && !st.revoked() {
+				if i < rev && !s.revoked.Load() {
 					failures.Add(1)
 				}
 			}
@@ -72,8 +71,8 @@ func TestIndexConcurrentReadersDuringGrowthAndRevocation(t *testing.T) {
 	if f := failures.Load(); f != 0 {
 		t.Fatalf("%d lookups saw a wrong state", f)
 	}
-	if ix.count != n {
-		t.Fatalf("count %d, want %d (a revocation must replace, not add)", ix.count, n)
+	if ix.count.Load() != n {
+		t.Fatalf("count %d, want %d (a revocation must replace, not add)", ix.count.Load(), n)
 	}
 	if got := len(ix.table.Load().buckets); got < n*4/3 {
 		t.Fatalf("table of %d buckets for %d keys: load factor above 3/4", got, n)
@@ -87,9 +86,9 @@ func TestIndexConcurrentReadersDuringGrowthAndRevocation(t *testing.T) {
 // Interning shares organization ids and permission sets between keys.
 func TestIndexInterns(t *testing.T) {
 	ix := newIndex()
-	a := ix.compact(&domain.Key{ID: "a", OrganizationID: string([]byte("org_x")), Owner: domain.Owner{Type: domain.OwnerOrganization, ID: "org_x"}, Permissions: []string{"p:r", "p:w"}})
-	b := ix.compact(&domain.Key{ID: "b", OrganizationID: string([]byte("org_x")), Owner: domain.Owner{Type: domain.OwnerOrganization, ID: "org_x"}, Permissions: []string{"p:r", "p:w"}})
-	if a.perms != b.perms {
+	a := ix.put(&domain.Key{ID: "a", Hash: domain.HashKey("a"), OrganizationID: string([]byte("org_x")), Owner: domain.Owner{Type: domain.OwnerOrganization, ID: "org_x"}, Permissions: []string{"p:r", "p:w"}})
+	b := ix.put(&domain.Key{ID: "b", Hash: domain.HashKey("b"), OrganizationID: string([]byte("org_x")), Owner: domain.Owner{Type: domain.OwnerOrganization, ID: "org_x"}, Permissions: []string{"p:r", "p:w"}})
+	if a.perms.Load() != b.perms.Load() || a.org != b.org {
 		t.Fatal("equal permission sets are not shared")
 	}
 	if len(ix.strs) != 3 {

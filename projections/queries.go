@@ -47,11 +47,11 @@ func (p *Projection) ValidateInto(value string, out *domain.ValidKey) domain.Val
 		}
 		return domain.InvalidNotFound
 	}
-	st := s.state.Load()
-	if st.revoked() {
+	if s.revoked.Load() {
 		return domain.InvalidRevoked
 	}
-	if st.expires != 0 && p.cfg.Now().UnixNano() >= st.expires {
+	expires := s.expires.Load()
+	if expires != 0 && p.cfg.Now().UnixNano() >= expires {
 		return domain.InvalidExpired
 	}
 	// Write the shared cache line at most once a second per key.
@@ -59,7 +59,7 @@ func (p *Projection) ValidateInto(value string, out *domain.ValidKey) domain.Val
 	if s.lastUsed.Load() < now {
 		s.lastUsed.Store(now)
 	}
-	st.fill(out, now)
+	s.fill(out, expires, now)
 	return ""
 }
 

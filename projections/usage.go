@@ -46,7 +46,7 @@ func (p *Projection) FlushUsage() error {
 	now := p.usageNow()
 	b := p.db.NewBatch()
 	defer b.Close()
-	for n := uint32(0); n < uint32(p.idx.countLoad()); n++ {
+	for n := uint32(0); n < p.idx.count.Load(); n++ {
 		s := p.idx.slotAt(n)
 		used := s.lastUsed.Load()
 		if used == 0 || used < since {
@@ -54,7 +54,7 @@ func (p *Projection) FlushUsage() error {
 		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(time.Unix(used, 0).UnixNano()))
-		if err := b.Set([]byte(prefixLastUsed+s.state.Load().id()), v[:], nil); err != nil {
+		if err := b.Set([]byte(prefixLastUsed+s.id()), v[:], nil); err != nil {
 			return err
 		}
 	}
