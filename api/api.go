@@ -25,7 +25,7 @@ type Queries interface {
 	ValidateInto(value string, out *domain.ValidKey) domain.ValidationReason
 	Get(ctx context.Context, id string) (*domain.Key, error)
 	List(ctx context.Context, q domain.KeyListQuery) (domain.KeyPage, error)
-	Catalogue(ctx context.Context) ([]string, error)
+	Catalogue(ctx context.Context) (*domain.Catalogue, error)
 	LastUsedOf(k *domain.Key) *time.Time
 }
 

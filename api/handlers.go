@@ -174,12 +174,12 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request, _ domain.Actor
 }
 
 func (s *Server) getCatalogue(w http.ResponseWriter, r *http.Request, _ domain.Actor) {
-	perms, err := s.cfg.Queries.Catalogue(r.Context())
+	cat, err := s.cfg.Queries.Catalogue(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, schemas.PermissionsBody{Permissions: perms})
+	writeJSON(w, http.StatusOK, schemas.PermissionsBody{Permissions: cat.Permissions})
 }
 
 func (s *Server) putCatalogue(w http.ResponseWriter, r *http.Request, actor domain.Actor) {

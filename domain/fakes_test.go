@@ -276,12 +276,16 @@ func (v *fakeView) WaitApplied(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-func (v *fakeView) KeyOrganization(ctx context.Context, keyID string) (string, error) {
+func (v *fakeView) Key(ctx context.Context, keyID string) (*Key, error) {
 	k, ok := v.l.keys()[keyID]
 	if !ok {
-		return "", ErrNotFound
+		return nil, ErrNotFound
 	}
-	return k.OrganizationID, nil
+	return k, nil
+}
+
+func (v *fakeView) Catalogue(ctx context.Context) (*Catalogue, error) {
+	return v.l.LoadCatalogue(ctx)
 }
 
 func (v *fakeView) ActiveUserKeyIDs(ctx context.Context, org, userID string) ([]string, error) {

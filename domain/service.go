@@ -37,11 +37,16 @@ type Ledger interface {
 	Append(ctx context.Context, batch []Append) (AppendResult, error)
 }
 
-// View is the port to this node's projection, which commands wait on so that
+// View is the port to this node's projection. Commands decide from it first
+// (reading the ledger costs a round trip that waits behind its fsyncs), and
+// their appends carry the version they decided on: when the view was
+// behind, the ledger refuses the append as a conflict and the command
+// reloads from the ledger itself. Commands also wait on the view, so that
 // their answer is never ahead of what validation serves.
 type View interface {
 	WaitApplied(ctx context.Context, seq uint64) error
-	KeyOrganization(ctx context.Context, keyID string) (string, error)
+	Key(ctx context.Context, keyID string) (*Key, error)
+	Catalogue(ctx context.Context) (*Catalogue, error)
 	ActiveUserKeyIDs(ctx context.Context, org, userID string) ([]string, error)
 }
 
@@ -100,7 +105,7 @@ type Created struct {
 // CreateKey creates a key. idempotencyKey, when not empty, makes a retried
 // create append nothing and return the same key.
 func (s *Service) CreateKey(ctx context.Context, actor Actor, cmd CreateKey, idempotencyKey string) (*Created, error) {
-	cat, err := s.cfg.Ledger.LoadCatalogue(ctx)
+	cat, err := s.cfg.View.Catalogue(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -167,12 +172,13 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 	if err := ValidateKeyID(cmd.KeyID); err != nil {
 		return nil, err
 	}
-	org, err := s.cfg.View.KeyOrganization(ctx, cmd.KeyID)
+	seen, err := s.cfg.View.Key(ctx, cmd.KeyID)
 	if err != nil {
 		return nil, err
 	}
+	org := seen.OrganizationID
 	for attempt := 1; ; attempt++ {
-		k, err := s.cfg.Ledger.LoadKey(ctx, org, cmd.KeyID)
+		k, err := s.loadKey(ctx, attempt, org, cmd.KeyID)
 		if err != nil {
 			return nil, err
 		}
@@ -239,7 +245,7 @@ func (s *Service) RemoveMember(ctx context.Context, actor Actor, cmd RemoveMembe
 		}
 		keys := make([]*Key, 0, len(ids))
 		for _, id := range ids {
-			k, err := s.cfg.Ledger.LoadKey(ctx, cmd.OrganizationID, id)
+			k, err := s.loadKey(ctx, attempt, cmd.OrganizationID, id)
 			if err != nil {
 				return total, err
 			}
@@ -290,7 +296,15 @@ func (s *Service) RemoveMember(ctx context.Context, actor Actor, cmd RemoveMembe
 // SetCatalogue replaces the permission catalogue.
 func (s *Service) SetCatalogue(ctx context.Context, actor Actor, perms []string) (*Catalogue, error) {
 	for attempt := 1; ; attempt++ {
-		cur, err := s.cfg.Ledger.LoadCatalogue(ctx)
+		var (
+			cur *Catalogue
+			err error
+		)
+		if attempt == 1 {
+			cur, err = s.cfg.View.Catalogue(ctx)
+		} else {
+			cur, err = s.cfg.Ledger.LoadCatalogue(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -312,6 +326,22 @@ func (s *Service) SetCatalogue(ctx context.Context, actor Actor, perms []string)
 		}
 		return &Catalogue{Permissions: data.Permissions, Version: res.Seq}, nil
 	}
+}
+
+// loadKey reads a key from the view on a command's first attempt and from
+// the ledger after a conflict showed the view was behind.
+func (s *Service) loadKey(ctx context.Context, attempt int, org, id string) (*Key, error) {
+	if attempt == 1 {
+		k, err := s.cfg.View.Key(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if k.OrganizationID != org {
+			return nil, ErrNotFound
+		}
+		return k, nil
+	}
+	return s.cfg.Ledger.LoadKey(ctx, org, id)
 }
 
 func (s *Service) remember(msgID, value string, now time.Time) {

@@ -56,6 +56,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 	b := p.db.NewBatch()
 	defer b.Close()
 	changed := map[string]*domain.Key{}
+	var catalogue *domain.Catalogue
 	last := applied
 	for _, e := range events {
 		if e.Seq <= last {
@@ -65,7 +66,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 			// The stream never deletes, so a gap means a reader bug.
 			return fmt.Errorf("%w: expected seq %d, got %d", errCorrupt, last+1, e.Seq)
 		}
-		if err := p.applyOne(b, changed, e); err != nil {
+		if err := p.applyOne(b, changed, &catalogue, e); err != nil {
 			return err
 		}
 		last = e.Seq
@@ -88,6 +89,9 @@ func (p *Projection) Apply(events []domain.Event) error {
 	for _, k := range changed {
 		p.idx.put(k)
 	}
+	if catalogue != nil {
+		p.catalogue.Store(catalogue)
+	}
 	p.mu.Lock()
 	p.applied = last
 	close(p.notify)
@@ -96,7 +100,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 	return nil
 }
 
-func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, e domain.Event) error {
+func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, catalogue **domain.Catalogue, e domain.Event) error {
 	switch d := e.Data.(type) {
 	case domain.KeyCreated:
 		k := &domain.Key{}
@@ -129,10 +133,12 @@ func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, e
 		changed[k.ID] = &k
 		return putRecord(b, &k)
 	case domain.CataloguePermissionsSet:
-		v, err := json.Marshal(d.Permissions)
+		cat := &domain.Catalogue{Permissions: d.Permissions, Version: e.Seq}
+		v, err := json.Marshal(catalogueRecord{Permissions: cat.Permissions, Version: cat.Version})
 		if err != nil {
 			return err
 		}
+		*catalogue = cat
 		return b.Set([]byte(keyCatalogue), v, nil)
 	case domain.MemberRemoved:
 		// The revocations travel as their own events in the same batch.

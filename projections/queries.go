@@ -3,8 +3,6 @@ package projections
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -94,21 +92,16 @@ func (p *Projection) ActiveUserKeyIDs(_ context.Context, org, userID string) ([]
 	return ids, err
 }
 
-// Catalogue returns the permission catalogue as projected.
-func (p *Projection) Catalogue(_ context.Context) ([]string, error) {
-	v, closer, err := p.db.Get([]byte(keyCatalogue))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return []string{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("projections: catalogue: %w", err)
-	}
-	defer closer.Close()
-	var perms []string
-	if err := json.Unmarshal(v, &perms); err != nil {
-		return nil, fmt.Errorf("projections: corrupt catalogue: %w", err)
-	}
-	return perms, nil
+// Catalogue returns the permission catalogue as projected, with the
+// sequence of the event that set it. It is kept in memory: every create
+// reads it.
+func (p *Projection) Catalogue(_ context.Context) (*domain.Catalogue, error) {
+	return p.catalogue.Load(), nil
+}
+
+// Key returns one key as the projection holds it.
+func (p *Projection) Key(_ context.Context, id string) (*domain.Key, error) {
+	return p.getRecord(id)
 }
 
 // List pages through an organization's keys (or one user's) in creation

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -72,6 +73,12 @@ func (r record) key() (*domain.Key, error) {
 	return k, nil
 }
 
+// catalogueRecord is the stored form of the permission catalogue.
+type catalogueRecord struct {
+	Permissions []string `json:"permissions"`
+	Version     uint64   `json:"version"`
+}
+
 // Config configures a projection.
 type Config struct {
 	Dir string // folder of the Pebble database
@@ -89,6 +96,8 @@ type Projection struct {
 	cfg Config
 	db  *pebble.DB
 	log *slog.Logger
+
+	catalogue atomic.Pointer[domain.Catalogue]
 
 	// applyMu makes Apply single-writer, as the index requires.
 	applyMu sync.Mutex
@@ -147,6 +156,19 @@ func (p *Projection) load() error {
 		p.applied = binary.BigEndian.Uint64(v)
 		closer.Close()
 	}
+	cat := &domain.Catalogue{Permissions: []string{}}
+	if v, closer, err := p.db.Get([]byte(keyCatalogue)); err == nil {
+		var r catalogueRecord
+		err = json.Unmarshal(v, &r)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("projections: corrupt catalogue: %w", err)
+		}
+		cat = &domain.Catalogue{Permissions: r.Permissions, Version: r.Version}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("projections: read catalogue: %w", err)
+	}
+	p.catalogue.Store(cat)
 	used := map[string]int64{}
 	if err := p.scan(prefixLastUsed, func(k, v []byte) error {
 		if len(v) == 8 {
