@@ -56,7 +56,7 @@ func Run(ctx context.Context, o Options, scenarios []Scenario, progress io.Write
 			if total > 0 {
 				frac = float64(done) / float64(total)
 			}
-			overall := (float64(i) + frac) / float64(len(scenarios))
+			overall := (float64(i) + min(max(frac, 0), 1)) / float64(len(scenarios))
 			const width = 30
 			n := int(overall*width + 0.5)
 			fmt.Fprintf(progress, "\r[%s%s] %3.0f%%  %-18s %-40s", strings.Repeat("#", n), strings.Repeat(".", width-n), overall*100, s.Name, truncate(step, 40))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	conns := fs.Int("conns", 0, "connections or workers for the concurrent scenarios (default 16, quick 4)")
 	pgDSN := fs.String("postgres-dsn", env("KEYLEDGER_BENCH_POSTGRES_DSN", ""), "PostgreSQL for validate-postgres, e.g. from scripts/postgres.sh (KEYLEDGER_BENCH_POSTGRES_DSN)")
 	chart := fs.String("chart", "", "also write an SVG chart of the ratios to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -66,6 +68,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer os.RemoveAll(dir)
 	o.Dir = dir
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	results, err := bench.Run(ctx, o, scenarios, stderr)
 	if err != nil {
