@@ -33,3 +33,10 @@ go vet ./...
 
 # Short fuzz and fault runs by default; KEYLEDGER_LONG=1 runs them longer.
 go test -race -count=1 -timeout 20m ./... "$@"
+
+# The hot-path benchmarks, a few iterations each, so that they cannot rot
+# (figures come from full runs, never from here).
+go test -run '^$' -bench . -benchtime 20x -timeout 10m ./...
+
+# Every scenario of the instrument, small; fails only if one errors.
+go run ./cmd/keyledger bench --quick
