@@ -106,10 +106,6 @@ func (r *rig) close() error {
 		}
 		r.proj = nil
 	}
-	if r.store != nil {
-		r.store.Close()
-		r.store = nil
-	}
 	if r.nc != nil {
 		r.nc.Close()
 		r.nc = nil

@@ -21,9 +21,6 @@ type Config struct {
 	Replicas int           // 1 on one server, 3 on a cluster
 	Dedupe   time.Duration // duplicate window, at least 2 minutes
 	Timeout  time.Duration // per request when the context has no deadline
-	// NoGroupCommit appends every single-event command on its own instead
-	// of gathering concurrent ones into atomic batches.
-	NoGroupCommit bool
 }
 
 func (c *Config) withDefaults() {
@@ -47,7 +44,6 @@ type Store struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	group  *committer
 }
 
 var _ domain.Ledger = (*Store)(nil)
@@ -89,19 +85,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: create stream %s: %w", cfg.Stream, err)
 	}
-	s := &Store{cfg: cfg, nc: nc, js: js, stream: st}
-	if !cfg.NoGroupCommit {
-		s.group = newCommitter(s)
-	}
-	return s, nil
-}
-
-// Close stops the group committer; appends after Close fail. It does not
-// close the NATS connection, which the caller owns.
-func (s *Store) Close() {
-	if s.group != nil {
-		s.group.close()
-	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: st}, nil
 }
 
 // Conn returns the NATS connection.
@@ -144,15 +128,6 @@ func (s *Store) Append(ctx context.Context, batch []domain.Append) (domain.Appen
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
 		defer cancel()
 	}
-	if len(msgs) == 1 && s.group != nil {
-		return s.group.append(ctx, batch[0], msgs[0])
-	}
-	return s.appendDirect(ctx, batch, msgs)
-}
-
-// appendDirect appends without the committer: one event as a plain
-// publish, several as their own atomic batch.
-func (s *Store) appendDirect(ctx context.Context, batch []domain.Append, msgs []*nats.Msg) (domain.AppendResult, error) {
 	var err error
 	if len(msgs) == 1 {
 		ack, perr := s.js.PublishMsg(ctx, msgs[0])

@@ -143,9 +143,6 @@ func (m *Main) openLedger(ctx context.Context) (*ledger, error) {
 // close drains the connection (flushing anything buffered) and shuts the
 // embedded server down.
 func (l *ledger) close() {
-	if l.store != nil {
-		l.store.Close()
-	}
 	if l.nc != nil {
 		_ = l.nc.Drain()
 		for i := 0; i < 100 && !l.nc.IsClosed(); i++ {
