@@ -15,7 +15,12 @@ type Options struct {
 	Keys      int           // keys loaded where a scenario needs a population
 	Rounds    int           // alternations of reference and subject
 	RoundTime time.Duration // how long each side runs per round
-	Conns     int           // concurrent connections (HTTP) or workers (commands)
+	Conns     int           // concurrent workers (commands)
+	// HTTPConns is how many keep-alive connections drive the HTTP
+	// scenarios, each with one request in flight. A closed loop at
+	// saturation queues, so latency grows with connections ÷ throughput:
+	// a few connections measure the server, many measure the queue.
+	HTTPConns int
 	Dir       string        // scratch folder, removed by the caller
 	// PostgresDSN is a PostgreSQL server for validate-postgres; empty skips
 	// the scenario (with a note saying why).
@@ -26,9 +31,9 @@ type Options struct {
 // Defaults returns the full-run sizes, or the quick ones.
 func Defaults(quick bool) Options {
 	if quick {
-		return Options{Quick: true, Keys: 5_000, Rounds: 2, RoundTime: 100 * time.Millisecond, Conns: 4}
+		return Options{Quick: true, Keys: 5_000, Rounds: 2, RoundTime: 100 * time.Millisecond, Conns: 4, HTTPConns: 4}
 	}
-	return Options{Keys: 1_000_000, Rounds: 7, RoundTime: 1 * time.Second, Conns: 16}
+	return Options{Keys: 1_000_000, Rounds: 7, RoundTime: 1 * time.Second, Conns: 16, HTTPConns: 4}
 }
 
 // Measure is one side of a comparison.

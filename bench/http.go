@@ -28,6 +28,7 @@ const httpAdminKey = "kl_admin_bench_0123456789abcdefghijklmnop"
 // fixed body of the same size, both driven by the same load generator
 // with the same connections and the same request bodies.
 func validateHTTP(ctx context.Context, o Options, p Progress) ([]Result, error) {
+	o.HTTPConns = max(o.HTTPConns, 1)
 	pop, err := Populate(ctx, filepath.Join(o.Dir, "http"), o.Keys, scaleProgress(p, 0, 0.5))
 	if err != nil {
 		return nil, err
@@ -100,9 +101,9 @@ func validateHTTP(ctx context.Context, o Options, p Progress) ([]Result, error) 
 	// garbage collector of this process does not scan them on either side.
 	pop.Values, pop.Mix = nil, nil
 
-	refGen := NewLoadGen(bareURL, o.Conns, bodies, header)
+	refGen := NewLoadGen(bareURL, o.HTTPConns, bodies, header)
 	defer refGen.Close()
-	subjGen := NewLoadGen(klURL, o.Conns, bodies, header)
+	subjGen := NewLoadGen(klURL, o.HTTPConns, bodies, header)
 	defer subjGen.Close()
 
 	// Warm up: open every connection and grow every buffer on both sides
@@ -129,10 +130,10 @@ func validateHTTP(ctx context.Context, o Options, p Progress) ([]Result, error) 
 		Target:  "≥ 0.80× and p99 < 1 ms",
 		Met:     Met(ratio >= 0.8 && subj.P99Ms < 1),
 		Notes: []string{
-			fmt.Sprintf("%d keep-alive connections, closed loop, realistic mix over %d keys (%d revoked); HTTP/1.1 on loopback", o.Conns, nKeys, nRevoked),
+			fmt.Sprintf("%d keep-alive connections, closed loop, realistic mix over %d keys (%d revoked); HTTP/1.1 on loopback", o.HTTPConns, nKeys, nRevoked),
 			fmt.Sprintf("the bare handler reads the body and answers a fixed %d-byte %s body, the size of a hit's answer", len(sample), contentType),
 			fmt.Sprintf("the load generator runs in the same process on the same %d CPUs, so absolute figures include its cost, equally for both sides", runtime.NumCPU()),
-			fmt.Sprintf("at saturation a closed loop queues: mean latency = connections ÷ throughput = %.3f ms for keyledger, %.3f ms for the bare handler", littleMs(o.Conns, subj.OpsPerSec), littleMs(o.Conns, ref.OpsPerSec)),
+			fmt.Sprintf("at saturation a closed loop queues: mean latency = connections ÷ throughput = %.3f ms for keyledger, %.3f ms for the bare handler", littleMs(o.HTTPConns, subj.OpsPerSec), littleMs(o.HTTPConns, ref.OpsPerSec)),
 		},
 	}}, nil
 }

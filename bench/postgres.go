@@ -61,7 +61,7 @@ func validatePostgres(ctx context.Context, o Options, p Progress) ([]Result, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conns := max(o.Conns, 1)
+	conns := max(o.HTTPConns, 1)
 
 	// Fail before the long population step if the server is not there.
 	loadConn, err := pgx.Connect(ctx, o.PostgresDSN)

@@ -148,3 +148,38 @@ func human(v float64) string {
 	}
 	return fmt.Sprintf("%.0f", v)
 }
+
+// WriteMarkdown writes a BENCHMARKS.md: the machine, the command and the
+// date, the table, the notes, and the chart when there is one.
+func WriteMarkdown(w io.Writer, meta map[string]string, rs []Result, chart string) error {
+	var b strings.Builder
+	b.WriteString("# keyledger benchmarks\n\n")
+	b.WriteString("Every figure is a median over alternating rounds of keyledger and a reference measured in the same run, so that a noisy machine slows both alike. Ratios are keyledger over the reference in the sense each row states.\n\n")
+	fmt.Fprintf(&b, "- date: %s\n- command: `%s`\n- machine: %s CPUs, %s, %s\n- took: %s\n\n", meta["date"], meta["command"], meta["cpus"], meta["cpu"], meta["go"], meta["took"])
+	if chart != "" {
+		fmt.Fprintf(&b, "![ratios](%s)\n\n", chart)
+	}
+	b.WriteString("| scenario | keyledger | reference | ratio | target | met |\n|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		met := ""
+		if r.Met != nil {
+			met = map[bool]string{true: "yes", false: "**no**"}[*r.Met]
+		}
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(&b, "| %s | skipped: %s | | | %s | |\n", r.Scenario, r.Skipped, r.Target)
+		case r.ValueUnit != "" && r.Reference.Name == "":
+			fmt.Fprintf(&b, "| %s | %.1f %s | | | %s | %s |\n", r.Scenario, r.Value, r.ValueUnit, r.Target, met)
+		default:
+			fmt.Fprintf(&b, "| %s | %s | %s | %.2f× (%s) | %s | %s |\n", r.Scenario, describe(r.Subject), describe(r.Reference), r.Ratio, r.RatioOf, r.Target, met)
+		}
+	}
+	b.WriteString("\n")
+	for _, r := range rs {
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s: %s\n", r.Scenario, n)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

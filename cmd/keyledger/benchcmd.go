@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -30,9 +31,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keys := fs.Int("keys", 0, "keys to load (default 1000000, quick 5000)")
 	rounds := fs.Int("rounds", 0, "alternating rounds per comparison (default 7, quick 2)")
 	roundTime := fs.Duration("round-time", 0, "time per side per round (default 1s, quick 100ms)")
-	conns := fs.Int("conns", 0, "connections or workers for the concurrent scenarios (default 16, quick 4)")
+	conns := fs.Int("conns", 0, "concurrent workers for the commands scenario (default 16, quick 4)")
+	httpConns := fs.Int("http-conns", 0, "keep-alive connections for the HTTP scenarios (default 4)")
 	pgDSN := fs.String("postgres-dsn", env("KEYLEDGER_BENCH_POSTGRES_DSN", ""), "PostgreSQL for validate-postgres, e.g. from scripts/postgres.sh (KEYLEDGER_BENCH_POSTGRES_DSN)")
 	chart := fs.String("chart", "", "also write an SVG chart of the ratios to this file")
+	markdown := fs.String("markdown", "", "also write the results as a BENCHMARKS.md to this file (with --chart, the chart is linked from it)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -49,6 +52,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *conns > 0 {
 		o.Conns = *conns
+	}
+	if *httpConns > 0 {
+		o.HTTPConns = *httpConns
 	}
 	o.PostgresDSN = *pgDSN
 	o.Log = newLogger(stderr, "warn")
@@ -100,6 +106,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		if err := bench.WriteSVG(f, results); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if *markdown != "" {
+		f, err := os.Create(*markdown)
+		if err != nil {
+			return err
+		}
+		chartRef := ""
+		if *chart != "" {
+			chartRef = filepath.Base(*chart)
+		}
+		if err := bench.WriteMarkdown(f, meta, results, chartRef); err != nil {
 			f.Close()
 			return err
 		}
