@@ -47,6 +47,10 @@ func Select(names []string) ([]Scenario, error) {
 // none). It stops at the first scenario that fails.
 func Run(ctx context.Context, o Options, scenarios []Scenario, progress io.Writer) ([]Result, error) {
 	var results []Result
+	var (
+		lastLine string
+		lastDraw time.Time
+	)
 	for i, s := range scenarios {
 		bar := func(step string, done, total int) {
 			if progress == nil {
@@ -59,7 +63,14 @@ func Run(ctx context.Context, o Options, scenarios []Scenario, progress io.Write
 			overall := (float64(i) + min(max(frac, 0), 1)) / float64(len(scenarios))
 			const width = 30
 			n := int(overall*width + 0.5)
-			fmt.Fprintf(progress, "\r[%s%s] %3.0f%%  %-18s %-40s", strings.Repeat("#", n), strings.Repeat(".", width-n), overall*100, s.Name, truncate(step, 40))
+			line := fmt.Sprintf("\r[%s%s] %3.0f%%  %-18s %-40s", strings.Repeat("#", n), strings.Repeat(".", width-n), overall*100, s.Name, truncate(step, 40))
+			// Redraw only on change, and at most ten times a second: the bar
+			// also goes to logs that are not terminals.
+			if line == lastLine || (time.Since(lastDraw) < 100*time.Millisecond && done != 0 && done != total) {
+				return
+			}
+			lastLine, lastDraw = line, time.Now()
+			fmt.Fprint(progress, line)
 		}
 		bar("starting", 0, 1)
 		start := time.Now()
