@@ -21,7 +21,7 @@ type Options struct {
 	// saturation queues, so latency grows with connections ÷ throughput:
 	// a few connections measure the server, many measure the queue.
 	HTTPConns int
-	Dir       string        // scratch folder, removed by the caller
+	Dir       string // scratch folder, removed by the caller
 	// PostgresDSN is a PostgreSQL server for validate-postgres; empty skips
 	// the scenario (with a note saying why).
 	PostgresDSN string

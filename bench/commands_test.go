@@ -20,7 +20,7 @@ func TestCommandsAndRebuildQuick(t *testing.T) {
 		scenarios []string
 		latencies bool
 	}{
-		{"commands", commands, []string{"commands-create", "commands-revoke"}, true},
+		{"commands", commands, []string{"commands-create", "commands-revoke", "commands-revoke-latency"}, true},
 		{"rebuild", rebuild, []string{"rebuild"}, false},
 	} {
 		t.Run(s.name, func(t *testing.T) {
