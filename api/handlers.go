@@ -159,18 +159,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, actor domain.
 }
 
 func (s *Server) validate(w http.ResponseWriter, r *http.Request, _ domain.Actor) {
-	var req schemas.ValidateRequest
-	if err := decode(w, r, &req, false); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var k domain.ValidKey
-	if reason := s.cfg.Queries.ValidateInto(req.Value, &k); reason != "" {
-		writeJSON(w, http.StatusOK, schemas.ValidateResponse{Reason: string(reason)})
-		return
-	}
-	out := validKeyJSON(k, domain.ObfuscateKey(req.Value))
-	writeJSON(w, http.StatusOK, schemas.ValidateResponse{APIKey: &out})
+	s.validateFast(w, r)
 }
 
 func (s *Server) getCatalogue(w http.ResponseWriter, r *http.Request, _ domain.Actor) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/schemas"
@@ -60,7 +59,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = hdrJSON
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -72,35 +71,15 @@ var errBodyTooLarge = &domain.Error{Kind: domain.KindInvalid, Code: "body_too_la
 // decode reads exactly one JSON object into v: bounded size, valid UTF-8, no
 // unknown fields, no trailing data. optional allows an empty body.
 func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	bp, err := readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errBodyTooLarge
-		}
-		return domain.Errorf(domain.KindInvalid, "invalid_body", "the request body could not be read")
+		return err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		if optional {
-			return nil
-		}
-		return domain.Errorf(domain.KindInvalid, "invalid_json", "a JSON body is required")
+	defer bufPool.Put(bp)
+	if optional && len(bytes.TrimSpace(*bp)) == 0 {
+		return nil
 	}
-	if !utf8.Valid(body) {
-		return domain.Errorf(domain.KindInvalid, "invalid_json", "the request body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return domain.Errorf(domain.KindInvalid, "invalid_json", "%s", describeJSONError(err))
-	}
-	if dec.More() {
-		return domain.Errorf(domain.KindInvalid, "invalid_json", "the body must hold exactly one JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return domain.Errorf(domain.KindInvalid, "invalid_json", "the body must hold exactly one JSON object")
-	}
-	return nil
+	return decodeBytes(*bp, v)
 }
 
 func describeJSONError(err error) string {
