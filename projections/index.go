@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/keyledger/keyledger/domain"
 )
@@ -51,8 +52,12 @@ type slotChunk [chunkSize]slot
 // slot is one key.
 type slot struct {
 	// Written once, before the slot is published.
-	hash      domain.KeyHash
-	text      string // id + name
+	hash domain.KeyHash
+	// The id and the name, inline when they fit, so that a hit reads them
+	// from the cache lines it already loaded; else in text.
+	inline    [inlineText]byte
+	text      string
+	nameLen   uint8
 	org       string
 	ownerID   string
 	created   int64 // unix nanos; also the last update of an active key
@@ -68,7 +73,10 @@ type slot struct {
 	lastUsed atomic.Int64
 }
 
-const minTableSize = 1 << 10
+const (
+	minTableSize = 1 << 10
+	inlineText   = 64
+)
 
 func newIndex() *index {
 	ix := &index{strs: map[string]string{}, perms: map[string]*[]string{}}
@@ -126,8 +134,12 @@ func (ix *index) put(k *domain.Key) *slot {
 		}
 		s = ix.slotAt(n)
 		s.hash = k.Hash
-		s.text = k.ID + k.Name
-		s.idLen = uint8(len(k.ID))
+		s.idLen, s.nameLen = uint8(len(k.ID)), uint8(len(k.Name))
+		if len(k.ID)+len(k.Name) <= inlineText {
+			copy(s.inline[copy(s.inline[:], k.ID):], k.Name)
+		} else {
+			s.text = k.ID + k.Name
+		}
 		s.org = ix.intern(k.OrganizationID)
 		s.ownerID = ix.intern(k.Owner.ID)
 		s.ownerUser = k.Owner.Type == domain.OwnerUser
@@ -209,18 +221,36 @@ func (ix *index) internPerms(p []string) *[]string {
 	return &v
 }
 
-func (s *slot) id() string { return s.text[:s.idLen] }
+// id and name return the slot's text. Inline, they are strings over the
+// slot's own bytes, which are written once before the slot is published and
+// never again, and live as long as the index.
+func (s *slot) id() string {
+	if s.text != "" {
+		return s.text[:s.idLen]
+	}
+	return unsafe.String(&s.inline[0], int(s.idLen))
+}
+
+func (s *slot) name() string {
+	if s.text != "" {
+		return s.text[s.idLen:]
+	}
+	if s.nameLen == 0 {
+		return ""
+	}
+	return unsafe.String(&s.inline[s.idLen], int(s.nameLen))
+}
 
 // fill writes the key into v for a validation answer.
 func (s *slot) fill(v *domain.ValidKey, expires, lastUsed int64) {
 	created := time.Unix(0, s.created).UTC()
-	v.ID = s.text[:s.idLen]
+	v.ID = s.id()
 	v.OrganizationID = s.org
 	v.Owner = domain.Owner{Type: domain.OwnerOrganization, ID: s.ownerID}
 	if s.ownerUser {
 		v.Owner.Type = domain.OwnerUser
 	}
-	v.Name = s.text[s.idLen:]
+	v.Name = s.name()
 	v.Permissions = *s.perms.Load()
 	v.CreatedAt, v.UpdatedAt = created, created
 	v.ExpiresAt, v.LastUsedAt = time.Time{}, time.Time{}

@@ -95,3 +95,21 @@ func TestIndexInterns(t *testing.T) {
 		t.Fatalf("interned %d strings, want 3 (org and two permissions)", len(ix.strs))
 	}
 }
+
+// Ids and names are kept inline when they fit and spill to a string when
+// they do not; either way they read back exactly.
+func TestIndexTextInlineAndSpilled(t *testing.T) {
+	ix := newIndex()
+	for i, name := range []string{"", "ci", "a name that is exactly long enough..", "ünïcødé ✓ " + string(make([]byte, 20)), string(make([]byte, 200))} {
+		k := &domain.Key{ID: fmt.Sprintf("api_key_%026d", i), Name: name, Hash: domain.HashKey(fmt.Sprint(i)), Permissions: []string{}}
+		s := ix.put(k)
+		if got := ix.lookup(&k.Hash); got != s || got.id() != k.ID || got.name() != name {
+			t.Fatalf("key %d: read back id %q name %q, want %q %q", i, got.id(), got.name(), k.ID, name)
+		}
+		var v domain.ValidKey
+		s.fill(&v, 0, 0)
+		if v.ID != k.ID || v.Name != name {
+			t.Fatalf("key %d: validation answers %q %q", i, v.ID, v.Name)
+		}
+	}
+}
