@@ -513,7 +513,7 @@ func rebuild(ctx context.Context, o Options, p Progress) (_ []Result, err error)
 	rebuildSide := func(ctx context.Context, _ time.Duration) (Sample, error) {
 		round++
 		pdir := filepath.Join(dir, fmt.Sprintf("projection-%d", round))
-		proj, err := projections.Open(projections.Config{Dir: pdir, Log: log})
+		proj, err := projections.Open(projections.Config{Dir: pdir, Log: log, Bulk: true})
 		if err != nil {
 			return Sample{}, err
 		}

@@ -296,6 +296,11 @@ func (s *Store) aggregateEvents(ctx context.Context, org, aggregate string, fn f
 // Follow reads the ledger from sequence from onwards, in order, and calls fn
 // with runs of events: a run ends when the reader has caught up with the
 // stream or holds max events. It returns when ctx ends or fn fails.
+//
+// Reading and decoding run on their own goroutine, ahead of fn by at most
+// two runs, so that a slow fn (a projector writing to disk) and the reader
+// use two cores. fn is called on the caller's goroutine, one run at a time;
+// it owns the run only until it returns.
 func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]domain.Event) error) error {
 	if from == 0 {
 		from = 1
@@ -308,14 +313,63 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	if err != nil {
 		return mapErr("follow", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max))
+	// Pull in batches of at least 64 whatever the run size: nats.go's pull
+	// iterator has been seen to stall with very small batches under load.
+	pull := 64
+	if max > pull {
+		pull = max
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(pull))
 	if err != nil {
 		return mapErr("follow", err)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	run := make([]domain.Event, 0, max)
+
+	const ahead = 2
+	runs := make(chan []domain.Event, ahead-1) // full runs, in order
+	free := make(chan []domain.Event, ahead)   // runs fn has finished with
+	for range ahead {
+		free <- make([]domain.Event, 0, max)
+	}
+	var readErr error
+	go func() {
+		defer close(runs)
+		readErr = readRuns(ctx, it, max, runs, free)
+	}()
+	for run := range runs {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := fn(run); err != nil {
+			cancel()
+			for range runs { // wait for the reader to stop
+			}
+			return err
+		}
+		clear(run) // let the events go
+		free <- run[:0]
+	}
+	cancel()
+	for range runs {
+	}
+	// The reader has returned (it closed runs), so readErr is set.
+	return readErr
+}
+
+// readRuns reads messages into runs taken from free and sends each run
+// that ends (caught up, or max events) on runs, until ctx ends or a message
+// cannot be read or decoded.
+func readRuns(ctx context.Context, it jetstream.MessagesContext, max int, runs, free chan []domain.Event) error {
+	var run []domain.Event
+	select {
+	case run = <-free:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -334,10 +388,16 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 		}
 		run = append(run, e)
 		if meta.NumPending == 0 || len(run) >= max {
-			if err := fn(run); err != nil {
-				return err
+			select {
+			case runs <- run:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			run = run[:0]
+			select {
+			case run = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 }

@@ -55,10 +55,16 @@ func (p *Projection) Apply(events []domain.Event) error {
 	applied := p.Applied()
 	b := p.db.NewBatch()
 	defer b.Close()
-	changed := map[string]*domain.Key{}
+	// The map is kept from run to run (the projector is single-writer) and
+	// emptied whatever happens.
+	changed := p.changed
+	defer clear(changed)
+	p.orgKeys.reset()
+	p.userKeys.reset()
 	var catalogue *domain.Catalogue
 	last := applied
-	for _, e := range events {
+	for i := range events {
+		e := &events[i]
 		if e.Seq <= last {
 			continue
 		}
@@ -73,6 +79,15 @@ func (p *Projection) Apply(events []domain.Event) error {
 	}
 	if last == applied {
 		return nil
+	}
+	// The index entries go in after the records, each kind together: key
+	// ids are ULIDs, so each kind comes in key order, and Pebble inserts a
+	// key next to the one before at little cost. The order of writes to
+	// different keys does not change what the batch stores.
+	for _, l := range []*keyList{&p.orgKeys, &p.userKeys} {
+		if err := l.setAll(b); err != nil {
+			return err
+		}
 	}
 	var seq [8]byte
 	binary.BigEndian.PutUint64(seq[:], last)
@@ -100,25 +115,21 @@ func (p *Projection) Apply(events []domain.Event) error {
 	return nil
 }
 
-func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, catalogue **domain.Catalogue, e domain.Event) error {
+// applyOne adds one event's writes to b, or to the index entries Apply
+// adds to it at the end of the run. Keys and records are built in p.buf,
+// which b copies.
+func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, catalogue **domain.Catalogue, e *domain.Event) error {
 	switch d := e.Data.(type) {
 	case domain.KeyCreated:
 		k := &domain.Key{}
-		k.Apply(e)
+		k.Apply(*e)
 		changed[k.ID] = k
-		if err := putRecord(b, k); err != nil {
+		if err := p.putRecord(b, k); err != nil {
 			return err
 		}
-		if err := b.Set(append([]byte(prefixHash), k.Hash[:]...), []byte(k.ID), nil); err != nil {
-			return err
-		}
-		if err := b.Set([]byte(prefixOrg+k.OrganizationID+"/"+k.ID), nil, nil); err != nil {
-			return err
-		}
+		p.orgKeys.add(prefixOrg, k.OrganizationID, "/", k.ID)
 		if k.Owner.Type == domain.OwnerUser {
-			if err := b.Set([]byte(prefixUser+k.OrganizationID+"/"+k.Owner.ID+"/"+k.ID), nil, nil); err != nil {
-				return err
-			}
+			p.userKeys.add(prefixUser, k.OrganizationID, "/", k.Owner.ID, "/", k.ID)
 		}
 	case domain.KeyRevoked:
 		cur, ok := changed[d.KeyID]
@@ -129,9 +140,9 @@ func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, c
 			}
 		}
 		k := *cur
-		k.Apply(e)
+		k.Apply(*e)
 		changed[k.ID] = &k
-		return putRecord(b, &k)
+		return p.putRecord(b, &k)
 	case domain.CataloguePermissionsSet:
 		cat := &domain.Catalogue{Permissions: d.Permissions, Version: e.Seq}
 		v, err := json.Marshal(catalogueRecord{Permissions: cat.Permissions, Version: cat.Version})
@@ -148,12 +159,16 @@ func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, c
 	return nil
 }
 
-func putRecord(b *pebble.Batch, k *domain.Key) error {
-	v, err := json.Marshal(toRecord(k))
+// putRecord writes k's record: the key into p.buf, the record after it.
+func (p *Projection) putRecord(b *pebble.Batch, k *domain.Key) error {
+	buf := append(append(p.buf[:0], prefixKey...), k.ID...)
+	n := len(buf)
+	buf, err := appendRecord(buf, k)
 	if err != nil {
 		return err
 	}
-	return b.Set([]byte(prefixKey+k.ID), v, nil)
+	p.buf = buf
+	return b.Set(buf[:n], buf[n:], nil)
 }
 
 // CatchUp follows src until the projection has applied target, then returns.
@@ -174,8 +189,42 @@ func (p *Projection) CatchUp(ctx context.Context, src Source, target uint64) err
 		}
 		return nil
 	})
-	if errors.Is(err, done) {
-		return nil
+	if !errors.Is(err, done) {
+		return err
 	}
-	return err
+	if p.cfg.Bulk {
+		// Without a log, what is not flushed is not on disk.
+		if err := p.db.Flush(); err != nil {
+			return fmt.Errorf("projections: flush: %w", err)
+		}
+	}
+	return nil
+}
+
+// keyList is a list of Pebble keys with empty values, kept in one buffer.
+type keyList struct {
+	buf  []byte
+	ends []int
+}
+
+func (l *keyList) reset() {
+	l.buf, l.ends = l.buf[:0], l.ends[:0]
+}
+
+func (l *keyList) add(parts ...string) {
+	for _, s := range parts {
+		l.buf = append(l.buf, s...)
+	}
+	l.ends = append(l.ends, len(l.buf))
+}
+
+func (l *keyList) setAll(b *pebble.Batch) error {
+	start := 0
+	for _, end := range l.ends {
+		if err := b.Set(l.buf[start:end], nil, nil); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
 }

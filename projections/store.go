@@ -8,9 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -20,10 +24,14 @@ import (
 
 // Pebble key layout. Organization and user ids cannot contain '/', so the
 // separators are unambiguous; key ids are ULIDs, so the org and user indexes
-// sort by creation time.
+// sort by creation time. There is no index by hash: validation looks hashes
+// up in the in-memory index, loaded from the records, which hold the hash.
+// (Earlier versions wrote one, h/<sha256> → key id, which nothing read; its
+// keys fall at random places, so every table overlapped every other, and
+// compactions took a third of a rebuild's CPU. Open deletes it.)
 const (
 	prefixKey       = "k/" // k/<key id> → record JSON
-	prefixHash      = "h/" // h/<32-byte sha256> → key id
+	prefixOldHash   = "h/" // no longer written; see above
 	prefixOrg       = "o/" // o/<org>/<key id> → ""
 	prefixUser      = "u/" // u/<org>/<user>/<key id> → ""
 	prefixLastUsed  = "l/" // l/<key id> → unix nanos (telemetry, outside the checkpoint)
@@ -51,6 +59,8 @@ type record struct {
 	Version        uint64     `json:"version"`
 }
 
+// toRecord is k in its stored form; appendRecord writes what json.Marshal
+// makes of it (the tests hold them to that).
 func toRecord(k *domain.Key) record {
 	return record{
 		ID: k.ID, OrganizationID: k.OrganizationID, OwnerType: string(k.Owner.Type), OwnerID: k.Owner.ID,
@@ -58,6 +68,108 @@ func toRecord(k *domain.Key) record {
 		CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt, ExpiresAt: k.ExpiresAt, Status: string(k.Status),
 		RevokedAt: k.RevokedAt, RevokeReason: string(k.RevokeReason), Version: k.Version,
 	}
+}
+
+// appendRecord appends the stored form of k to b: the bytes
+// json.Marshal(toRecord(k)) gives, without reflection.
+func appendRecord(b []byte, k *domain.Key) ([]byte, error) {
+	var err error
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, k.ID)
+	b = append(b, `,"organization_id":`...)
+	b = appendJSONString(b, k.OrganizationID)
+	b = append(b, `,"owner_type":`...)
+	b = appendJSONString(b, string(k.Owner.Type))
+	b = append(b, `,"owner_id":`...)
+	b = appendJSONString(b, k.Owner.ID)
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, k.Name)
+	b = append(b, `,"permissions":`...)
+	if k.Permissions == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, perm := range k.Permissions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, perm)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"hash":"`...)
+	b = hex.AppendEncode(b, k.Hash[:])
+	b = append(b, `","obfuscated_value":`...)
+	b = appendJSONString(b, k.Obfuscated)
+	b = append(b, `,"created_at":`...)
+	if b, err = appendJSONTime(b, k.CreatedAt); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"updated_at":`...)
+	if b, err = appendJSONTime(b, k.UpdatedAt); err != nil {
+		return nil, err
+	}
+	if k.ExpiresAt != nil {
+		b = append(b, `,"expires_at":`...)
+		if b, err = appendJSONTime(b, *k.ExpiresAt); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, string(k.Status))
+	if k.RevokedAt != nil {
+		b = append(b, `,"revoked_at":`...)
+		if b, err = appendJSONTime(b, *k.RevokedAt); err != nil {
+			return nil, err
+		}
+	}
+	if k.RevokeReason != "" {
+		b = append(b, `,"revoke_reason":`...)
+		b = appendJSONString(b, string(k.RevokeReason))
+	}
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, k.Version, 10)
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as encoding/json writes it. Strings it would
+// escape (quotes, backslashes, control and HTML characters, invalid UTF-8,
+// U+2028 and U+2029) are left to it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return appendEscaped(b, s)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+			return appendEscaped(b, s)
+		}
+		i += size
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+func appendEscaped(b []byte, s string) []byte {
+	v, _ := json.Marshal(s) // a string always marshals
+	return append(b, v...)
+}
+
+// appendJSONTime appends t as encoding/json writes it (time.Time's
+// MarshalJSON: RFC 3339 with nanoseconds, quoted), and fails where it fails.
+func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+	b = append(b, '"')
+	b, err := t.AppendText(b)
+	if err != nil {
+		return nil, fmt.Errorf("projections: record time: %w", err)
+	}
+	return append(b, '"'), nil
 }
 
 func (r record) key() (*domain.Key, error) {
@@ -71,6 +183,160 @@ func (r record) key() (*domain.Key, error) {
 		return nil, fmt.Errorf("projections: corrupt hash of %s", r.ID)
 	}
 	return k, nil
+}
+
+// decodeRecordFast reads a record as appendRecord writes it (its fields in
+// that order, strings without escapes), without reflection. It reports
+// false for anything else, and for every record that json.Unmarshal and
+// record.key would refuse, so that the caller then takes that path: when it
+// reports true, the key is the one that path gives.
+func decodeRecordFast(v []byte) (*domain.Key, bool) {
+	d := recordDecoder{s: string(v), ok: true}
+	k := &domain.Key{}
+	var hash string
+	d.lit(`{"id":`)
+	k.ID = d.str()
+	d.lit(`,"organization_id":`)
+	k.OrganizationID = d.str()
+	d.lit(`,"owner_type":`)
+	k.Owner.Type = domain.OwnerType(d.str())
+	d.lit(`,"owner_id":`)
+	k.Owner.ID = d.str()
+	d.lit(`,"name":`)
+	k.Name = d.str()
+	d.lit(`,"permissions":`)
+	switch {
+	case d.opt("null"):
+	case d.opt("[]"):
+		k.Permissions = []string{}
+	default:
+		d.lit("[")
+		for d.ok {
+			k.Permissions = append(k.Permissions, d.str())
+			if !d.opt(",") {
+				break
+			}
+		}
+		d.lit("]")
+	}
+	d.lit(`,"hash":`)
+	hash = d.str()
+	d.lit(`,"obfuscated_value":`)
+	k.Obfuscated = d.str()
+	d.lit(`,"created_at":`)
+	k.CreatedAt = d.time()
+	d.lit(`,"updated_at":`)
+	k.UpdatedAt = d.time()
+	if d.opt(`,"expires_at":`) {
+		t := d.time()
+		k.ExpiresAt = &t
+	}
+	d.lit(`,"status":`)
+	k.Status = domain.KeyStatus(d.str())
+	if d.opt(`,"revoked_at":`) {
+		t := d.time()
+		k.RevokedAt = &t
+	}
+	if d.opt(`,"revoke_reason":`) {
+		k.RevokeReason = domain.RevokeReason(d.str())
+	}
+	d.lit(`,"version":`)
+	k.Version = d.uint()
+	d.lit("}")
+	if !d.ok || d.i != len(d.s) || len(hash) != hex.EncodedLen(len(k.Hash)) {
+		return nil, false
+	}
+	var hb [64]byte
+	if n, err := hex.Decode(k.Hash[:], hb[:copy(hb[:], hash)]); err != nil || n != len(k.Hash) {
+		return nil, false
+	}
+	return k, true
+}
+
+// recordDecoder reads the fields of a record in order; ok turns false at
+// the first thing it does not expect. Its strings are slices of s, the
+// record copied once.
+type recordDecoder struct {
+	s  string
+	i  int
+	ok bool
+}
+
+// lit reads exactly l.
+func (d *recordDecoder) lit(l string) {
+	if !d.opt(l) {
+		d.ok = false
+	}
+}
+
+// opt reads l if it comes next.
+func (d *recordDecoder) opt(l string) bool {
+	if d.ok && strings.HasPrefix(d.s[d.i:], l) {
+		d.i += len(l)
+		return true
+	}
+	return false
+}
+
+// str reads a string that encoding/json would decode to exactly its bytes:
+// no escapes, no control characters, valid UTF-8.
+func (d *recordDecoder) str() string {
+	if !d.opt(`"`) {
+		d.ok = false
+		return ""
+	}
+	n := strings.IndexByte(d.s[d.i:], '"')
+	if n < 0 {
+		d.ok = false
+		return ""
+	}
+	v := d.s[d.i : d.i+n]
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\\' || c < 0x20 {
+			d.ok = false
+			return ""
+		}
+	}
+	if !utf8.ValidString(v) {
+		d.ok = false
+		return ""
+	}
+	d.i += n + 1
+	return v
+}
+
+// time reads a time as encoding/json does: time.Time.UnmarshalJSON on the
+// quoted string as it stands.
+func (d *recordDecoder) time() time.Time {
+	start := d.i
+	d.str()
+	var t time.Time
+	if d.ok {
+		var buf [64]byte
+		if err := t.UnmarshalJSON(append(buf[:0], d.s[start:d.i]...)); err != nil {
+			d.ok = false
+		}
+	}
+	return t
+}
+
+// uint reads a uint64 in digits, without a leading zero.
+func (d *recordDecoder) uint() uint64 {
+	start := d.i
+	var n uint64
+	for d.ok && d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
+		c := uint64(d.s[d.i] - '0')
+		if n > (math.MaxUint64-c)/10 {
+			d.ok = false
+			return 0
+		}
+		n = n*10 + c
+		d.i++
+	}
+	if digits := d.i - start; digits == 0 || (digits > 1 && d.s[start] == '0') {
+		d.ok = false
+	}
+	return n
 }
 
 // catalogueRecord is the stored form of the permission catalogue.
@@ -88,6 +354,34 @@ type Config struct {
 	Now func() time.Time
 	// WaitTimeout bounds WaitApplied when the context has no deadline.
 	WaitTimeout time.Duration
+	// Bulk builds the projection from the ledger in a folder that is used
+	// only once it is complete (a rebuild): Pebble then writes no log and
+	// buffers more before it flushes and compacts. Everything it holds is
+	// re-read from the ledger if the build is lost, and CatchUp and Close
+	// flush it to disk, so that a completed build is durable when it is
+	// swapped in. Never for a projection that serves.
+	Bulk bool
+}
+
+// Pebble settings of a bulk build: no write-ahead log; 64 MB memtables,
+// so that L0 gets fewer, larger tables; and L0 allowed to grow further
+// before it is compacted (the hash index's random keys make every table
+// overlap every other) or stops writes.
+const (
+	bulkMemTableSize          = 64 << 20
+	bulkL0CompactionThreshold = 8
+	bulkL0StopWritesThreshold = 48
+)
+
+func pebbleOptions(cfg Config) *pebble.Options {
+	opts := &pebble.Options{FS: cfg.FS, Logger: pebbleLogger{cfg.Log}}
+	if cfg.Bulk {
+		opts.DisableWAL = true
+		opts.MemTableSize = bulkMemTableSize
+		opts.L0CompactionThreshold = bulkL0CompactionThreshold
+		opts.L0StopWritesThreshold = bulkL0StopWritesThreshold
+	}
+	return opts
 }
 
 // Projection is the Pebble projection of the ledger and its in-memory
@@ -99,9 +393,14 @@ type Projection struct {
 
 	catalogue atomic.Pointer[domain.Catalogue]
 
-	// applyMu makes Apply single-writer, as the index requires.
-	applyMu sync.Mutex
-	idx     *index
+	// applyMu makes Apply single-writer, as the index requires; it guards
+	// what Apply reuses from run to run.
+	applyMu  sync.Mutex
+	idx      *index
+	changed  map[string]*domain.Key // keys a run changes
+	buf      []byte                 // scratch for Pebble keys and values
+	orgKeys  keyList                // o/ entries a run adds
+	userKeys keyList                // u/ entries a run adds
 
 	mu      sync.RWMutex
 	applied uint64
@@ -126,17 +425,21 @@ func Open(cfg Config) (*Projection, error) {
 	if cfg.WaitTimeout == 0 {
 		cfg.WaitTimeout = defaultWaitTime
 	}
-	opts := &pebble.Options{FS: cfg.FS, Logger: pebbleLogger{cfg.Log}}
-	db, err := pebble.Open(cfg.Dir, opts)
+	db, err := pebble.Open(cfg.Dir, pebbleOptions(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", cfg.Dir, err)
 	}
-	p := &Projection{cfg: cfg, db: db, log: cfg.Log, idx: newIndex(), notify: make(chan struct{})}
+	p := &Projection{cfg: cfg, db: db, log: cfg.Log, idx: newIndex(), notify: make(chan struct{}), changed: map[string]*domain.Key{}}
 	if custom {
 		p.usageNow = func() int64 { return cfg.Now().Unix() }
 	} else {
 		p.clock = startClock()
 		p.usageNow = p.clock.now.Load
+	}
+	if err := p.dropOldHashIndex(); err != nil {
+		p.stopClock()
+		db.Close()
+		return nil, err
 	}
 	if err := p.load(); err != nil {
 		p.stopClock()
@@ -144,6 +447,27 @@ func Open(cfg Config) (*Projection, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// dropOldHashIndex deletes the index by hash earlier versions wrote, so
+// that a projection they built holds what a rebuild holds.
+func (p *Projection) dropOldHashIndex() error {
+	lo, hi := []byte(prefixOldHash), prefixEnd(prefixOldHash)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("projections: iterate: %w", err)
+	}
+	found := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("projections: iterate: %w", err)
+	}
+	if !found {
+		return nil
+	}
+	if err := p.db.DeleteRange(lo, hi, pebble.Sync); err != nil {
+		return fmt.Errorf("projections: drop the old hash index: %w", err)
+	}
+	return nil
 }
 
 func (p *Projection) load() error {
@@ -179,13 +503,16 @@ func (p *Projection) load() error {
 		return err
 	}
 	return p.scan(prefixKey, func(_, v []byte) error {
-		var r record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("projections: corrupt record: %w", err)
-		}
-		k, err := r.key()
-		if err != nil {
-			return err
+		k, ok := decodeRecordFast(v)
+		if !ok {
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("projections: corrupt record: %w", err)
+			}
+			var err error
+			if k, err = r.key(); err != nil {
+				return err
+			}
 		}
 		s := p.idx.put(k)
 		if t, ok := used[k.ID]; ok {
@@ -201,9 +528,15 @@ func (p *Projection) stopClock() {
 	}
 }
 
-// Close flushes telemetry and closes Pebble.
+// Close flushes telemetry and closes Pebble; a bulk build is flushed to
+// disk first.
 func (p *Projection) Close() error {
 	err := p.FlushUsage()
+	if p.cfg.Bulk {
+		if ferr := p.db.Flush(); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("projections: flush: %w", ferr))
+		}
+	}
 	p.stopClock()
 	return errors.Join(err, p.db.Close())
 }
@@ -268,6 +601,9 @@ func (p *Projection) getRecord(id string) (*domain.Key, error) {
 		return nil, fmt.Errorf("projections: get %s: %w", id, err)
 	}
 	defer closer.Close()
+	if k, ok := decodeRecordFast(v); ok {
+		return k, nil
+	}
 	var r record
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("projections: corrupt record %s: %w", id, err)

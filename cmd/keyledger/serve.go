@@ -343,7 +343,10 @@ func (m *Main) Rebuild(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	proj, err := projections.Open(projections.Config{Dir: tmp, Log: m.log})
+	// A bulk build: Pebble writes no log, as the folder is used only once
+	// the rebuild is complete (a rebuild that fails starts over from a
+	// fresh folder), and CatchUp and Close flush it to disk.
+	proj, err := projections.Open(projections.Config{Dir: tmp, Log: m.log, Bulk: true})
 	if err != nil {
 		return err
 	}
