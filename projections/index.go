@@ -33,8 +33,9 @@ type index struct {
 
 	// intern shares organization ids, owner ids and permission sets between
 	// keys: with a million keys they repeat a lot. Writer only.
-	strs  map[string]string
-	perms map[string]*[]string
+	strs   map[string]string
+	perms  map[string]*[]string
+	keyBuf []byte
 }
 
 type table struct {
@@ -209,10 +210,16 @@ func (ix *index) intern(s string) string {
 }
 
 func (ix *index) internPerms(p []string) *[]string {
-	key := strings.Join(p, "\x00")
-	if v, ok := ix.perms[key]; ok {
+	// The lookup key is built in a reused buffer; a map lookup with
+	// string(bytes) does not allocate.
+	ix.keyBuf = ix.keyBuf[:0]
+	for _, s := range p {
+		ix.keyBuf = append(append(ix.keyBuf, s...), 0)
+	}
+	if v, ok := ix.perms[string(ix.keyBuf)]; ok {
 		return v
 	}
+	key := string(ix.keyBuf)
 	v := make([]string, len(p))
 	for i, s := range p {
 		v[i] = ix.intern(s)
