@@ -27,7 +27,7 @@ func WriteSVG(w io.Writer, rs []Result) error {
 	maxRatio *= 1.1
 	h := len(bars)*(barH+gap) + 50
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", left+width+120, h)
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", left+width+300, h+12)
 	fmt.Fprintf(&b, `<text x="10" y="16" font-weight="bold">keyledger ÷ reference, medians of alternating rounds</text>`+"\n")
 	one := left + int(float64(width)/maxRatio)
 	for i, r := range bars {
@@ -42,7 +42,7 @@ func WriteSVG(w io.Writer, rs []Result) error {
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%.2f× (target %s)</text>`+"\n", left+wbar+6, y+15, r.Ratio, html.EscapeString(r.Target))
 	}
 	fmt.Fprintf(&b, `<line x1="%d" y1="24" x2="%d" y2="%d" stroke="#333" stroke-dasharray="4 3"/>`+"\n", one, one, h-10)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">1× reference</text>`+"\n", one, h-0)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">1× reference</text>`+"\n", one, h+8)
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
