@@ -178,9 +178,11 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 	}
 	org := seen.OrganizationID
 	for attempt := 1; ; attempt++ {
-		k, err := s.loadKey(ctx, attempt, org, cmd.KeyID)
-		if err != nil {
-			return nil, err
+		k := seen
+		if attempt > 1 {
+			if k, err = s.cfg.Ledger.LoadKey(ctx, org, cmd.KeyID); err != nil {
+				return nil, err
+			}
 		}
 		rev, err := DecideRevoke(actor, k, cmd.Reason)
 		if err != nil {
