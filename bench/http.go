@@ -101,22 +101,7 @@ func validateHTTP(ctx context.Context, o Options, p Progress) ([]Result, error) 
 	// garbage collector of this process does not scan them on either side.
 	pop.Values, pop.Mix = nil, nil
 
-	refGen := NewLoadGen(bareURL, o.HTTPConns, bodies, header)
-	defer refGen.Close()
-	subjGen := NewLoadGen(klURL, o.HTTPConns, bodies, header)
-	defer subjGen.Close()
-
-	// Warm up: open every connection and grow every buffer on both sides
-	// before anything is measured.
-	warm := min(o.RoundTime, 200*time.Millisecond)
-	for _, side := range []Side{refGen.Side(), subjGen.Side()} {
-		if _, err := side(ctx, warm); err != nil {
-			return nil, fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	runtime.GC()
-
-	ref, subj, err := Alternate(ctx, o, scaleProgress(p, 0.5, 1), "validate-http", "bare handler", refGen.Side(), "keyledger", subjGen.Side())
+	ref, subj, err := compareHTTP(ctx, o, scaleProgress(p, 0.5, 1), "validate-http", "bare handler", bareURL, "keyledger", klURL, bodies, header)
 	if err != nil {
 		return nil, err
 	}
@@ -166,15 +151,7 @@ func littleMs(conns int, opsPerSec float64) float64 {
 // httpServeLoopback serves h on a loopback port with the timeouts `keyledger
 // serve` uses, and returns its base URL and a function that stops it.
 func httpServeLoopback(h http.Handler, log *slog.Logger) (string, func(), error) {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := api.NewHTTPServer(h, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("listen: %w", err)
@@ -218,4 +195,22 @@ func httpPostOnce(ctx context.Context, url string, header http.Header, body []by
 		return nil, "", fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return b, resp.Header.Get("Content-Type"), nil
+}
+
+// compareHTTP drives two HTTP services with the same load generator, the
+// same connections and the same bodies: a warm-up of both (connections,
+// buffers, caches), then alternating rounds.
+func compareHTTP(ctx context.Context, o Options, p Progress, step, refName, refURL, subjName, subjURL string, bodies [][]byte, header http.Header) (ref, subj Measure, err error) {
+	refGen := NewLoadGen(refURL, o.HTTPConns, bodies, header)
+	defer refGen.Close()
+	subjGen := NewLoadGen(subjURL, o.HTTPConns, bodies, header)
+	defer subjGen.Close()
+	warm := min(o.RoundTime, 200*time.Millisecond)
+	for _, side := range []Side{refGen.Side(), subjGen.Side()} {
+		if _, err := side(ctx, warm); err != nil {
+			return ref, subj, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	runtime.GC()
+	return Alternate(ctx, o, p, step, refName, refGen.Side(), subjName, subjGen.Side())
 }

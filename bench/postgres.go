@@ -130,21 +130,8 @@ func validatePostgres(ctx context.Context, o Options, p Progress) ([]Result, err
 		return nil, err
 	}
 
-	refGen := NewLoadGen(pgURL, conns, bodies, header)
-	defer refGen.Close()
-	subjGen := NewLoadGen(klURL, conns, bodies, header)
-	defer subjGen.Close()
-	// Warm up both sides (connections, buffers, PostgreSQL's cache) before
-	// anything is measured.
-	warm := min(o.RoundTime, 200*time.Millisecond)
-	for _, side := range []Side{refGen.Side(), subjGen.Side()} {
-		if _, err := side(ctx, warm); err != nil {
-			return nil, fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	runtime.GC()
-
-	ref, subj, err := Alternate(ctx, o, p, pgScenario, "postgres service", refGen.Side(), "keyledger", subjGen.Side())
+	o.HTTPConns = conns
+	ref, subj, err := compareHTTP(ctx, o, p, pgScenario, "postgres service", pgURL, "keyledger", klURL, bodies, header)
 	if err != nil {
 		return nil, err
 	}

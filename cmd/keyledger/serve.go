@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,15 +221,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return nil
 	}
 	handler := api.New(api.Config{Commands: svc, Queries: proj, AdminKeyHash: adminHash, Ready: ready, Log: m.log})
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
-	}
+	srv := api.NewHTTPServer(handler, m.log)
 	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
