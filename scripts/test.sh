@@ -38,5 +38,14 @@ go test -race -count=1 -timeout 20m ./... "$@"
 # (figures come from full runs, never from here).
 go test -run '^$' -bench . -benchtime 20x -timeout 10m ./...
 
-# Every scenario of the instrument, small; fails only if one errors.
+# Every scenario of the instrument, small; fails only if one errors. The
+# PostgreSQL comparison runs when scripts/postgres.sh can install and start
+# PostgreSQL here; otherwise it is reported as skipped.
+if [ -z "${KEYLEDGER_BENCH_POSTGRES_DSN:-}" ]; then
+  if dsn=$(bash scripts/postgres.sh 2>/tmp/keyledger-postgres.log | tail -n 1) && [ -n "$dsn" ]; then
+    export KEYLEDGER_BENCH_POSTGRES_DSN="$dsn"
+  else
+    echo "test.sh: PostgreSQL could not be started (see /tmp/keyledger-postgres.log); validate-postgres is skipped" >&2
+  fi
+fi
 go run ./cmd/keyledger bench --quick
