@@ -23,7 +23,7 @@ type Commands interface {
 // Queries are the reads the API serves from this node's projection.
 type Queries interface {
 	ValidateInto(value string, out *domain.ValidKey) domain.ValidationReason
-	Get(ctx context.Context, id string) (*domain.Key, error)
+	Key(ctx context.Context, id string) (*domain.Key, error)
 	List(ctx context.Context, q domain.KeyListQuery) (domain.KeyPage, error)
 	Catalogue(ctx context.Context) (*domain.Catalogue, error)
 	LastUsedOf(k *domain.Key) *time.Time

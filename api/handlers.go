@@ -123,7 +123,7 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, actor domain.Act
 		s.fail(w, r, err)
 		return
 	}
-	k, err := s.cfg.Queries.Get(r.Context(), id)
+	k, err := s.cfg.Queries.Key(r.Context(), id)
 	if err == nil && !domain.CanSee(actor, k) {
 		err = domain.ErrNotFound
 	}

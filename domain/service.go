@@ -349,9 +349,13 @@ func (s *Service) loadKey(ctx context.Context, attempt int, org, id string) (*Ke
 func (s *Service) remember(msgID, value string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, r := range s.replays {
-		if now.After(r.expires) {
-			delete(s.replays, id)
+	// Sweep expired values only when the map is full: a sweep on every
+	// create would cost a pass over up to maxReplays entries each time.
+	if len(s.replays) >= maxReplays {
+		for id, r := range s.replays {
+			if now.After(r.expires) {
+				delete(s.replays, id)
+			}
 		}
 	}
 	if len(s.replays) >= maxReplays {

@@ -189,17 +189,6 @@ func (ix *index) resize(old *table, size int) *table {
 	return t
 }
 
-// reserve sizes the table for n keys up front (loading at start-up).
-func (ix *index) reserve(n int) {
-	size := minTableSize
-	for size*3 < n*4 {
-		size *= 2
-	}
-	if t := ix.table.Load(); size > len(t.buckets) {
-		ix.resize(t, size)
-	}
-}
-
 func (ix *index) intern(s string) string {
 	if v, ok := ix.strs[s]; ok {
 		return v

@@ -140,7 +140,7 @@ func TestApplyCreateAndRevokeInOneRun(t *testing.T) {
 	if _, reason := p.Validate(v); reason != domain.InvalidRevoked {
 		t.Fatalf("Validate = %q, want revoked", reason)
 	}
-	k, err := p.Get(context.Background(), keyID(1))
+	k, err := p.Key(context.Background(), keyID(1))
 	if err != nil {
 		t.Fatal(err)
 	}

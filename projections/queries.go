@@ -61,20 +61,6 @@ func (p *Projection) ValidateInto(value string, out *domain.ValidKey) domain.Val
 	return ""
 }
 
-// Get returns one key as the projection holds it.
-func (p *Projection) Get(_ context.Context, id string) (*domain.Key, error) {
-	return p.getRecord(id)
-}
-
-// KeyOrganization returns the organization of a key.
-func (p *Projection) KeyOrganization(ctx context.Context, id string) (string, error) {
-	k, err := p.getRecord(id)
-	if err != nil {
-		return "", err
-	}
-	return k.OrganizationID, nil
-}
-
 // ActiveUserKeyIDs lists the ids of a user's active keys in an organization.
 func (p *Projection) ActiveUserKeyIDs(_ context.Context, org, userID string) ([]string, error) {
 	var ids []string

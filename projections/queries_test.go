@@ -44,28 +44,32 @@ func TestActiveUserKeyIDs(t *testing.T) {
 	mustEqual(t, "alice in org_a with an expired key", get("org_a", "alice"), []string{keyID(2), keyID(20)})
 }
 
-func TestKeyOrganizationAndGet(t *testing.T) {
+func TestKey(t *testing.T) {
 	ctx := context.Background()
 	p, _ := openMem(t)
-	if _, err := p.KeyOrganization(ctx, keyID(4)); !errors.Is(err, domain.ErrNotFound) {
-		t.Fatalf("KeyOrganization on an empty projection = %v, want ErrNotFound", err)
+	if _, err := p.Key(ctx, keyID(4)); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("Key on an empty projection = %v, want ErrNotFound", err)
 	}
 	apply(t, p, scenario(fixedValue).events)
 	for n, want := range map[int]string{1: "org_a", 3: "org_a", 4: "org_b", 6: "org_b", 8: "org_a"} {
-		got, err := p.KeyOrganization(ctx, keyID(n))
+		k, err := p.Key(ctx, keyID(n))
+		got := ""
+		if k != nil {
+			got = k.OrganizationID
+		}
 		if err != nil || got != want {
-			t.Errorf("KeyOrganization(key %d) = (%q, %v), want %q", n, got, err, want)
+			t.Errorf("Key(key %d) = (%q, %v), want %q", n, got, err, want)
 		}
 	}
 	for _, id := range []string{keyID(99), "", "api_key_", "nonsense/../k"} {
-		if _, err := p.KeyOrganization(ctx, id); !errors.Is(err, domain.ErrNotFound) {
-			t.Errorf("KeyOrganization(%q) = %v, want ErrNotFound", id, err)
+		if _, err := p.Key(ctx, id); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("Key(%q) = %v, want ErrNotFound", id, err)
 		}
-		if _, err := p.Get(ctx, id); !errors.Is(err, domain.ErrNotFound) {
+		if _, err := p.Key(ctx, id); !errors.Is(err, domain.ErrNotFound) {
 			t.Errorf("Get(%q) = %v, want ErrNotFound", id, err)
 		}
 	}
-	k, err := p.Get(ctx, keyID(3))
+	k, err := p.Key(ctx, keyID(3))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	// The same key, read from Pebble, agrees with what validation answers.
-	stored, err := p.Get(context.Background(), keyID(1))
+	stored, err := p.Key(context.Background(), keyID(1))
 	if err != nil {
 		t.Fatal(err)
 	}

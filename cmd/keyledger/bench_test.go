@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"testing"
 
@@ -62,17 +59,8 @@ func BenchmarkValidateHTTP(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			body, _ := json.Marshal(schemas.ValidateRequest{Value: values[i%len(values)]})
-			req, _ := http.NewRequest("POST", s.url+"/api_keys/validations", bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+testAdminKey)
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Fatalf("status %d", resp.StatusCode)
+			if !tryCall(client, "POST", s.url+"/api_keys/validations", schemas.ValidateRequest{Value: values[i%len(values)]}, 200, nil) {
+				b.Fatal("validation failed")
 			}
 			i++
 		}
