@@ -70,6 +70,7 @@ type Service struct {
 	cfg     ServiceConfig
 	mu      sync.Mutex
 	replays map[string]replay
+	swept   time.Time
 }
 
 type replay struct {
@@ -349,9 +350,11 @@ func (s *Service) loadKey(ctx context.Context, attempt int, org, id string) (*Ke
 func (s *Service) remember(msgID, value string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Sweep expired values only when the map is full: a sweep on every
-	// create would cost a pass over up to maxReplays entries each time.
-	if len(s.replays) >= maxReplays {
+	// Sweep expired values a few times per window (not on every create,
+	// which would cost a pass over the map each time), so that no value
+	// stays in memory much past its window.
+	if now.Sub(s.swept) >= s.cfg.ReplayWindow/4 || len(s.replays) >= maxReplays {
+		s.swept = now
 		for id, r := range s.replays {
 			if now.After(r.expires) {
 				delete(s.replays, id)
