@@ -42,9 +42,10 @@ type Config struct {
 
 // Server is the HTTP API.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg   Config
+	log   *slog.Logger
+	mux   *http.ServeMux
+	table []Route
 }
 
 // MaxBodyBytes bounds every request body.
@@ -60,19 +61,30 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// Route is one route of the API: a method and a ServeMux path pattern.
+type Route struct{ Method, Pattern string }
+
+// Routes lists every route the API serves, in the order they are
+// registered; the OpenAPI description is checked against it.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.table...) }
+
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	handle := func(method, pattern string, h http.HandlerFunc) {
+		s.table = append(s.table, Route{method, pattern})
+		s.mux.HandleFunc(method+" "+pattern, h)
+	}
+	handle("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.HandleFunc("POST /organizations/{org}/api_keys", s.admin(s.createKey))
-	s.mux.HandleFunc("GET /organizations/{org}/api_keys", s.admin(s.listKeys))
-	s.mux.HandleFunc("GET /api_keys/{id}", s.admin(s.getKey))
-	s.mux.HandleFunc("DELETE /api_keys/{id}", s.admin(s.revokeKey))
-	s.mux.HandleFunc("POST /api_keys/validations", s.admin(s.validate))
-	s.mux.HandleFunc("GET /api_key_permissions", s.admin(s.getCatalogue))
-	s.mux.HandleFunc("PUT /api_key_permissions", s.admin(s.putCatalogue))
-	s.mux.HandleFunc("DELETE /organizations/{org}/members/{user}", s.admin(s.removeMember))
+	handle("GET", "/readyz", s.readyz)
+	handle("POST", "/organizations/{org}/api_keys", s.admin(s.createKey))
+	handle("GET", "/organizations/{org}/api_keys", s.admin(s.listKeys))
+	handle("GET", "/api_keys/{id}", s.admin(s.getKey))
+	handle("DELETE", "/api_keys/{id}", s.admin(s.revokeKey))
+	handle("POST", "/api_keys/validations", s.admin(s.validate))
+	handle("GET", "/api_key_permissions", s.admin(s.getCatalogue))
+	handle("PUT", "/api_key_permissions", s.admin(s.putCatalogue))
+	handle("DELETE", "/organizations/{org}/members/{user}", s.admin(s.removeMember))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "route_not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	})
