@@ -40,7 +40,7 @@ var benchPerms = []string{"projects:read"}
 // embedded JetStream server (fsync on every write), the ledger stream, the
 // projection with its projector running, and the Service.
 type rig struct {
-	ns    *server.Server
+	ns    *eventstore.Embedded
 	nc    *nats.Conn
 	store *eventstore.Store
 	proj  *projections.Projection
@@ -641,7 +641,7 @@ func fillLedger(ctx context.Context, dir string, log *slog.Logger, n int, p Prog
 	if !ns.ReadyForConnections(30 * time.Second) {
 		return errors.New("nats did not start")
 	}
-	nc, err := eventstore.ConnectEmbedded(ns)
+	nc, err := eventstore.ConnectEmbedded(&eventstore.Embedded{Server: ns})
 	if err != nil {
 		return err
 	}

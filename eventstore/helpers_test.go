@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,7 +20,7 @@ const testOrg = "org_1"
 // testEnv is one real, in-process NATS server with JetStream, its data
 // folder and an in-process connection to it.
 type testEnv struct {
-	ns  *server.Server
+	ns  *eventstore.Embedded
 	nc  *nats.Conn
 	dir string
 }

@@ -1,6 +1,9 @@
 package eventstore
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/keyledger/keyledger/schemas"
 )
 
 // EmbeddedConfig configures the in-process NATS server.
@@ -18,11 +23,34 @@ type EmbeddedConfig struct {
 	// Listen is host:port for NATS clients, or "" to accept only the
 	// in-process connection.
 	Listen string
+	// ValidatorPassword is the password of the NATS user "validator", the
+	// only user a client connecting on Listen can be: it may follow the
+	// ledger stream and report last-used times, and nothing else (it cannot
+	// append to the ledger). Required when Listen is set.
+	ValidatorPassword string
+	// Stream is the ledger stream the validator user may read; default
+	// schemas.DefaultStreamName.
+	Stream string
 }
+
+// ValidatorUser is the NATS user of embedded validators on an embedded
+// server that listens.
+const ValidatorUser = "validator"
+
+// Embedded is an in-process NATS server. When it listens for clients it
+// requires a user: this process connects as an internal user whose random
+// password never leaves it.
+type Embedded struct {
+	*server.Server
+	internalPassword string
+}
+
+const internalUser = "keyledger"
 
 // StartEmbedded starts a JetStream server in this process. Every write is
 // fsynced before it is acknowledged (sync_interval: always).
-func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error) {
+func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
+	e := &Embedded{}
 	opts := &server.Options{
 		ServerName: "keyledger",
 		JetStream:  true,
@@ -39,6 +67,22 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error)
 			return nil, err
 		}
 		opts.Host, opts.Port = host, port
+		if len(cfg.ValidatorPassword) < 24 {
+			return nil, errors.New("eventstore: an embedded server that listens needs a validator password of at least 24 characters")
+		}
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, fmt.Errorf("eventstore: %w", err)
+		}
+		e.internalPassword = base64.RawURLEncoding.EncodeToString(raw)
+		stream := cfg.Stream
+		if stream == "" {
+			stream = schemas.DefaultStreamName
+		}
+		opts.Users = []*server.User{
+			{Username: internalUser, Password: e.internalPassword},
+			{Username: ValidatorUser, Password: cfg.ValidatorPassword, Permissions: validatorPermissions(stream)},
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -50,12 +94,38 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error)
 		return nil, fmt.Errorf("eventstore: embedded nats did not start")
 	}
 	log.Info("embedded nats started", "store", opts.StoreDir, "listen", cfg.Listen)
-	return ns, nil
+	e.Server = ns
+	return e, nil
+}
+
+// validatorPermissions lets a client read the ledger stream (stream info,
+// ordered consumers, direct gets) and publish usage reports; it cannot
+// publish to the ledger's subjects or touch any other stream.
+func validatorPermissions(stream string) *server.Permissions {
+	api := "$JS.API."
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			api + "INFO",
+			api + "STREAM.INFO." + stream,
+			api + "CONSUMER.CREATE." + stream + ".>",
+			api + "CONSUMER.DELETE." + stream + ".>",
+			api + "CONSUMER.INFO." + stream + ".>",
+			api + "CONSUMER.MSG.NEXT." + stream + ".>",
+			api + "DIRECT.GET." + stream,
+			api + "DIRECT.GET." + stream + ".>",
+			schemas.SubjectUsage,
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
 }
 
 // ConnectEmbedded opens the in-process connection to an embedded server.
-func ConnectEmbedded(ns *server.Server) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("keyledger"), nats.MaxReconnects(-1))
+func ConnectEmbedded(e *Embedded) (*nats.Conn, error) {
+	opts := []nats.Option{nats.InProcessServer(e.Server), nats.Name("keyledger"), nats.MaxReconnects(-1)}
+	if e.internalPassword != "" {
+		opts = append(opts, nats.UserInfo(internalUser, e.internalPassword))
+	}
+	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: connect embedded: %w", err)
 	}

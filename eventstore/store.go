@@ -88,6 +88,23 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	return &Store{cfg: cfg, nc: nc, js: js, stream: st}, nil
 }
 
+// OpenExisting binds to the ledger stream without creating or changing it:
+// for readers (embedded validators) whose NATS user may not manage streams.
+func OpenExisting(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	cfg.withDefaults()
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	st, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return nil, mapErr("find stream "+cfg.Stream, err)
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: st}, nil
+}
+
 // Conn returns the NATS connection.
 func (s *Store) Conn() *nats.Conn { return s.nc }
 

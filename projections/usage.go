@@ -38,11 +38,17 @@ func (p *Projection) LastUsedOf(k *domain.Key) *time.Time {
 	return &t
 }
 
+// usageReportLag is how late (seconds) a usage report may arrive and still
+// be flushed.
+const usageReportLag = 120
+
 // FlushUsage writes last-used times that changed since the last flush.
 func (p *Projection) FlushUsage() error {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
-	since := p.flushed
+	// Reports from embedded validators arrive up to a report interval late
+	// with times older than the last flush: look back far enough for them.
+	since := p.flushed - usageReportLag
 	now := p.usageNow()
 	b := p.db.NewBatch()
 	defer b.Close()
@@ -108,4 +114,42 @@ func (p *Projection) CopyUsageTo(dst *Projection) error {
 		return err
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// UsageSince calls fn with every key validated on this node at or after
+// since (unix seconds), and returns the clock's current second, to pass as
+// since next time: an embedded validator reports what changed between
+// reports this way.
+func (p *Projection) UsageSince(since int64, fn func(id string, at time.Time)) int64 {
+	now := p.usageNow()
+	for n := uint32(0); n < p.idx.count.Load(); n++ {
+		s := p.idx.slotAt(n)
+		if used := s.lastUsed.Load(); used != 0 && used >= since {
+			fn(s.id(), time.Unix(used, 0).UTC())
+		}
+	}
+	return now
+}
+
+// RecordUsage records a validation of key id made elsewhere (an embedded
+// validator's report). Times only move forward; an unknown key is ignored,
+// as the report may come before this node has applied the key's creation.
+func (p *Projection) RecordUsage(id string, at time.Time) {
+	k, err := p.getRecord(id)
+	if err != nil {
+		return
+	}
+	s := p.idx.lookup(&k.Hash)
+	if s == nil {
+		return
+	}
+	sec := at.Unix()
+	// Not from the future: a wrong clock elsewhere must not pin the time.
+	sec = min(sec, p.usageNow()+1)
+	for {
+		cur := s.lastUsed.Load()
+		if cur >= sec || s.lastUsed.CompareAndSwap(cur, sec) {
+			return
+		}
+	}
 }

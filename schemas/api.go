@@ -83,3 +83,16 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// UsageReport is a batch of last-used times an embedded validator
+// publishes on SubjectUsage (schema: usage_report.json).
+type UsageReport struct {
+	Source string       `json:"source"`
+	Keys   []UsageEntry `json:"keys"`
+}
+
+// UsageEntry is when one key was last validated by the reporter.
+type UsageEntry struct {
+	ID         string    `json:"id"`
+	LastUsedAt time.Time `json:"last_used_at"`
+}

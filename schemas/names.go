@@ -47,6 +47,11 @@ func AggregateSubjects(org, aggregate string) string {
 	return SubjectRoot + "." + org + "." + aggregate + ".>"
 }
 
+// SubjectUsage carries last-used reports (UsageReport) from embedded
+// validators to keyledger servers over core NATS. Last use is telemetry, not
+// a ledger event: the subject is outside the ledger stream.
+const SubjectUsage = "keyledger.usage"
+
 // SubjectEventType returns the event type at the end of a subject.
 func SubjectEventType(subject string) string {
 	parts := strings.SplitN(subject, ".", 5)
@@ -72,8 +77,8 @@ const (
 	HeaderIdempotentReplayed = "Idempotent-Replayed"
 )
 
-// Files holds the JSON Schemas: events/envelope.json and one
-// events/<type>.v<version>.json per event type.
+// Files holds the JSON Schemas: events/envelope.json, one
+// events/<type>.v<version>.json per event type, and messages/usage_report.json.
 //
-//go:embed events/*.json
+//go:embed events/*.json messages/*.json
 var Files embed.FS

@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/api"
@@ -37,6 +36,9 @@ type Config struct {
 	KeyPrefix  string
 	LogLevel   string
 	AdminKey   string // from KEYLEDGER_ADMIN_KEY only, never a flag
+	// ValidatorPassword is the embedded NATS server's "validator" user's
+	// password, from KEYLEDGER_NATS_VALIDATOR_PASSWORD only.
+	ValidatorPassword string
 }
 
 // Validate checks a config, reporting every problem at once.
@@ -50,6 +52,9 @@ func (c Config) Validate() error {
 	}
 	if c.KeyPrefix != domain.PrefixLive && c.KeyPrefix != domain.PrefixTest {
 		errs = append(errs, fmt.Errorf("--key-prefix must be %s or %s", domain.PrefixLive, domain.PrefixTest))
+	}
+	if c.NATSListen != "" && c.NATSURL == "" && len(c.ValidatorPassword) < 24 {
+		errs = append(errs, errors.New("--nats-listen needs KEYLEDGER_NATS_VALIDATOR_PASSWORD (at least 24 characters): the password of the read-only NATS user embedded validators connect as"))
 	}
 	if c.AdminKey != "" && len(c.AdminKey) < 24 {
 		errs = append(errs, errors.New("KEYLEDGER_ADMIN_KEY must be at least 24 characters"))
@@ -104,6 +109,7 @@ func (m *Main) ParseFlags(args []string) error {
 		return errUsage
 	}
 	c.AdminKey = os.Getenv("KEYLEDGER_ADMIN_KEY")
+	c.ValidatorPassword = os.Getenv("KEYLEDGER_NATS_VALIDATOR_PASSWORD")
 	m.log = newLogger(m.stderr, c.LogLevel)
 	return c.Validate()
 }
@@ -111,7 +117,7 @@ func (m *Main) ParseFlags(args []string) error {
 // ledger is an open connection to the ledger: the embedded server if any,
 // the connection, and the store.
 type ledger struct {
-	ns    *server.Server
+	ns    *eventstore.Embedded
 	nc    *nats.Conn
 	store *eventstore.Store
 }
@@ -122,7 +128,9 @@ func (m *Main) openLedger(ctx context.Context) (*ledger, error) {
 	if m.Config.NATSURL != "" {
 		l.nc, err = eventstore.Connect(m.Config.NATSURL, m.log)
 	} else {
-		l.ns, err = eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: m.Config.Data, Listen: m.Config.NATSListen}, m.log)
+		l.ns, err = eventstore.StartEmbedded(eventstore.EmbeddedConfig{
+			Dir: m.Config.Data, Listen: m.Config.NATSListen, ValidatorPassword: m.Config.ValidatorPassword, Stream: m.Config.Stream,
+		}, m.log)
 		if err == nil {
 			l.nc, err = eventstore.ConnectEmbedded(l.ns)
 		}
@@ -205,6 +213,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer proj.Close()
+	// Last-used times from embedded validators in application services.
+	usageSub, err := eventstore.SubscribeUsage(l.nc, m.log, proj.RecordUsage)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = usageSub.Unsubscribe() }()
 
 	svc := domain.NewService(domain.ServiceConfig{
 		Ledger: l.store, View: proj, KeyPrefix: m.Config.KeyPrefix, NewID: eventstore.NewID,
