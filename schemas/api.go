@@ -66,6 +66,15 @@ type ValidateResponse struct {
 	Reason string  `json:"reason,omitempty"`
 }
 
+// Reasons of a failed validation (ValidateResponse.Reason): the values of
+// domain.ValidationReason, checked equal by a test in package api.
+const (
+	ReasonNotFound  = "not_found"
+	ReasonRevoked   = "revoked"
+	ReasonExpired   = "expired"
+	ReasonMalformed = "malformed"
+)
+
 // PermissionsBody is the body and answer of /api_key_permissions.
 type PermissionsBody struct {
 	Permissions []string `json:"permissions"`
