@@ -32,7 +32,7 @@ func TestAppendValidationMatchesEncodingJSON(t *testing.T) {
 		}
 		obf := "sk_live_…" + names[r.IntN(2)]
 		want := httptest.NewRecorder()
-		out := validKeyJSON(k, obf)
+		out := ValidKeyJSON(k, obf)
 		writeJSON(want, 200, schemas.ValidateResponse{APIKey: &out})
 		if got := appendValidation(nil, &k, obf, ""); !bytes.Equal(got, want.Body.Bytes()) {
 			t.Fatalf("key %+v:\n got %s\nwant %s", k, got, want.Body.Bytes())

@@ -123,8 +123,10 @@ func keyJSON(k *domain.Key, lastUsed *time.Time) schemas.APIKey {
 	return out
 }
 
-// validKeyJSON renders a validated key: always active, never with its value.
-func validKeyJSON(k domain.ValidKey, obfuscated string) schemas.APIKey {
+// ValidKeyJSON renders a validated key as the API answers it: always
+// active, never with its value. Embedded validators answer with it too, so
+// both paths give the same answer.
+func ValidKeyJSON(k domain.ValidKey, obfuscated string) schemas.APIKey {
 	out := schemas.APIKey{
 		Object: schemas.ObjectAPIKey, ID: k.ID,
 		Owner:          schemas.Owner{Type: string(k.Owner.Type), ID: k.Owner.ID},

@@ -31,7 +31,8 @@ func PublishUsage(nc *nats.Conn, source string, entries []schemas.UsageEntry) er
 		}
 		entries = entries[n:]
 	}
-	return nc.Flush()
+	// Bounded: a validator closing while NATS is away must not hang.
+	return nc.FlushTimeout(2 * time.Second)
 }
 
 // SubscribeUsage calls fn with each well-formed entry of the usage reports
