@@ -158,4 +158,3 @@ func TestMiddlewareOverHTTP(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
