@@ -1,0 +1,64 @@
+package client_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/keyledger/keyledger/client"
+	"github.com/keyledger/keyledger/internal/ledgertest"
+	"github.com/keyledger/keyledger/schemas"
+)
+
+// benchKey starts keyledger and creates one key to validate.
+func benchKey(b *testing.B) (*client.Client, string) {
+	b.Helper()
+	srv := ledgertest.Start(b)
+	c, err := client.New(srv.URL(), ledgertest.AdminKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.SetPermissions(ctx, []string{"projects:read"}); err != nil {
+		b.Fatal(err)
+	}
+	k, err := c.CreateKey(ctx, org, schemas.CreateAPIKeyRequest{Name: "bench", Permissions: []string{"projects:read"}}, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, *k.Value
+}
+
+// BenchmarkValidateHTTPClient is one validation through the Go client, over
+// loopback HTTP to a real keyledger.
+func BenchmarkValidateHTTPClient(b *testing.B) {
+	c, value := benchKey(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := c.Validate(ctx, value)
+		if err != nil || res.APIKey == nil {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+// BenchmarkMiddlewareHTTPClient is one request through the middleware
+// validating with the Go client (the application's handler does nothing).
+func BenchmarkMiddlewareHTTPClient(b *testing.B) {
+	c, value := benchKey(b)
+	h := client.NewMiddleware(c, nil).Protect("projects:read", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	req := httptest.NewRequest("GET", "/api/projects", nil)
+	req.Header.Set("Authorization", "Bearer "+value)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code, w.Body.String())
+		}
+	}
+}
