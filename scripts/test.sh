@@ -20,6 +20,12 @@ if ! command -v gcc >/dev/null 2>&1; then
   fi
 fi
 export CGO_ENABLED=1
+# The Runway example's test runs its README's story with bash and curl.
+if ! command -v curl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq curl >/dev/null
+  fi
+fi
 
 go mod download
 
