@@ -8,26 +8,14 @@ import (
 
 	"github.com/keyledger/keyledger/client"
 	"github.com/keyledger/keyledger/internal/ledgertest"
-	"github.com/keyledger/keyledger/schemas"
 )
 
 // benchKey starts keyledger and creates one key to validate.
 func benchKey(b *testing.B) (*client.Client, string) {
 	b.Helper()
 	srv := ledgertest.Start(b)
-	c, err := client.New(srv.URL(), ledgertest.AdminKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := c.SetPermissions(ctx, []string{"projects:read"}); err != nil {
-		b.Fatal(err)
-	}
-	k, err := c.CreateKey(ctx, org, schemas.CreateAPIKeyRequest{Name: "bench", Permissions: []string{"projects:read"}}, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c, *k.Value
+	_, value := srv.Seed(b, org, "projects:read")
+	return srv.Client(b), value
 }
 
 // BenchmarkValidateHTTPClient is one validation through the Go client, over

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,23 +16,6 @@ import (
 	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/schemas"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestMiddlewareOverHTTP(t *testing.T) {
 	srv := ledgertest.Start(t)
@@ -66,7 +47,7 @@ func TestMiddlewareOverHTTP(t *testing.T) {
 	if res, err := c.Validate(ctx, unknown); err != nil || res.Reason != schemas.ReasonNotFound {
 		t.Fatalf("unknown key: %+v, %v", res, err)
 	}
-	logs := &lockedBuffer{}
+	logs := &ledgertest.SyncBuffer{}
 	mw := client.NewMiddleware(c, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	seen := make(chan *schemas.APIKey, 1)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

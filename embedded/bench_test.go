@@ -9,31 +9,19 @@ import (
 	"github.com/keyledger/keyledger/client"
 	"github.com/keyledger/keyledger/embedded"
 	"github.com/keyledger/keyledger/internal/ledgertest"
-	"github.com/keyledger/keyledger/schemas"
 )
 
 func benchValidator(b *testing.B) (*embedded.Validator, string) {
 	b.Helper()
 	srv := ledgertest.Start(b)
-	c, err := client.New(srv.URL(), ledgertest.AdminKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := c.SetPermissions(ctx, []string{"projects:read"}); err != nil {
-		b.Fatal(err)
-	}
-	k, err := c.CreateKey(ctx, org, schemas.CreateAPIKeyRequest{Name: "bench", Permissions: []string{"projects:read"}}, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := embedded.Open(ctx, embedded.Config{NATSURL: validatorURL(srv.NATSAddr)})
+	_, value := srv.Seed(b, org, "projects:read")
+	v, err := embedded.Open(context.Background(), embedded.Config{NATSURL: validatorURL(srv.NATSAddr)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = v.Close() })
 	// Opened after the create: the key is in the projection.
-	return v, *k.Value
+	return v, value
 }
 
 // BenchmarkValidateEmbedded is one validation by the embedded validator,

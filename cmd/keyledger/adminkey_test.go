@@ -1,43 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/internal/ledgertest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runGenerated runs serve without KEYLEDGER_ADMIN_KEY until ready and
 // returns what it printed, then stops it.
 func runGenerated(t *testing.T, dir string, check func(base string)) string {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &ledgertest.SyncBuffer{}
 	m := NewMain(out, out)
 	m.Config = Config{Data: dir, HTTPAddr: "127.0.0.1:0", KeyPrefix: domain.PrefixLive, Stream: "KEYLEDGER", LogLevel: "warn"}
 	ctx, cancel := context.WithCancel(context.Background())

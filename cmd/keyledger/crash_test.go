@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/projections"
 	"github.com/keyledger/keyledger/schemas"
 )
@@ -50,16 +50,6 @@ func startChild(t *testing.T, dir, addr string) *child {
 	return c
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 type acked struct {
 	id, value string
 	revoked   bool
@@ -71,7 +61,7 @@ type acked struct {
 // the projection equals a rebuild from the ledger.
 func TestCrashLosesNoAcknowledgedCommand(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := ledgertest.FreeAddr(t)
 	base := "http://" + addr
 	c := startChild(t, dir, addr)
 	setCatalogue(t, base, "projects:read", "tasks:write")

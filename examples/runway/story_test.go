@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,23 +30,6 @@ func fenced(t *testing.T, readme, begin, end string) string {
 	return m[1]
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRunway builds and runs Runway as the README runs it, with args.
 func startRunway(t *testing.T, env []string, args ...string) (addr string) {
 	t.Helper()
@@ -58,7 +40,7 @@ func startRunway(t *testing.T, env []string, args ...string) (addr string) {
 	addr = ledgertest.FreeAddr(t)
 	cmd := exec.Command(bin, append(args, "--addr", addr)...)
 	cmd.Env = append(os.Environ(), env...)
-	out := &lockedBuffer{}
+	out := &ledgertest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ package ledgertest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyledger/keyledger/client"
+	"github.com/keyledger/keyledger/schemas"
 )
 
 // Credentials every test server is started with.
@@ -68,7 +72,7 @@ type Server struct {
 	HTTPAddr string
 	NATSAddr string
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *SyncBuffer
 }
 
 // Start starts keyledger on a fresh data folder and free loopback ports.
@@ -99,7 +103,7 @@ func (s *Server) Start() {
 	cmd := exec.Command(Binary(s.t), "serve", "--data", s.Dir, "--http", s.HTTPAddr, "--nats-listen", s.NATSAddr)
 	cmd.Env = append(os.Environ(), "KEYLEDGER_ADMIN_KEY="+AdminKey,
 		"KEYLEDGER_NATS_VALIDATOR_PASSWORD="+ValidatorPassword, "KEYLEDGER_LOG_LEVEL=warn")
-	s.out = &syncBuffer{}
+	s.out = &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -154,19 +158,47 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a child process and a test to
+// share.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Client returns a client of the server with the admin key.
+func (s *Server) Client(t testing.TB, opts ...client.Option) *client.Client {
+	t.Helper()
+	c, err := client.New(s.URL(), AdminKey, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Seed sets the catalogue to perms and creates an organization key of org
+// carrying them all; it returns the key's id and value.
+func (s *Server) Seed(t testing.TB, org string, perms ...string) (id, value string) {
+	t.Helper()
+	c := s.Client(t)
+	ctx := context.Background()
+	if _, err := c.SetPermissions(ctx, perms); err != nil {
+		t.Fatal(err)
+	}
+	k, err := c.CreateKey(ctx, org, schemas.CreateAPIKeyRequest{Name: "seed", Permissions: perms}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.ID, *k.Value
 }
