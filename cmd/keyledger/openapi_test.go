@@ -1,0 +1,890 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/keyledger/keyledger/api"
+	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/schemas"
+)
+
+// openAPIURL is where the tests load schemas/openapi.json, so that its
+// schemas can be compiled by JSON pointer (OpenAPI 3.1 schemas are JSON
+// Schema 2020-12).
+const openAPIURL = "https://keyledger.dev/openapi.json"
+
+var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+// openAPI is the parsed description, a schema compiler over it, the API's
+// route table, to tell which route served a request, and an HTTP client.
+type openAPI struct {
+	doc    map[string]any
+	routes *http.ServeMux
+	table  []api.Route
+	// client is the test's own: closing its idle connections before a
+	// server stops spares the stop net/http's five-second wait for
+	// connections that were opened but never used.
+	client *http.Client
+
+	mu       sync.Mutex
+	compiler *jsonschema.Compiler
+	compiled map[string]*jsonschema.Schema
+	covered  map[string]bool // "METHOD /pattern STATUS" the server answered
+}
+
+func loadOpenAPI(t testing.TB) *openAPI {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(schemas.OpenAPI))
+	if err != nil {
+		t.Fatalf("schemas/openapi.json: %v", err)
+	}
+	doc, ok := v.(map[string]any)
+	if !ok {
+		t.Fatal("schemas/openapi.json is not a JSON object")
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat()
+	if err := c.AddResource(openAPIURL, v); err != nil {
+		t.Fatal(err)
+	}
+	// The route table is static: a server built without config has the
+	// same one as the running server.
+	o := &openAPI{doc: doc, routes: http.NewServeMux(), table: api.New(api.Config{}).Routes(),
+		client:   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		compiler: c, compiled: map[string]*jsonschema.Schema{}, covered: map[string]bool{}}
+	for _, r := range o.table {
+		o.routes.Handle(r.Method+" "+r.Pattern, http.NotFoundHandler())
+	}
+	return o
+}
+
+// jsonPtr builds a JSON pointer from unescaped tokens.
+func jsonPtr(tokens ...string) string {
+	var b strings.Builder
+	for _, tok := range tokens {
+		b.WriteByte('/')
+		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1"))
+	}
+	return b.String()
+}
+
+// lookup returns the value at a JSON pointer of the document.
+func (o *openAPI) lookup(pointer string) (any, bool) {
+	var cur any = o.doc
+	if pointer == "" {
+		return cur, true
+	}
+	for _, tok := range strings.Split(pointer[1:], "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch c := cur.(type) {
+		case map[string]any:
+			var ok bool
+			if cur, ok = c[tok]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// resolve follows the OpenAPI references ($ref to a response, parameter,
+// header) of the object at pointer, and returns it and where it is.
+func (o *openAPI) resolve(pointer string) (map[string]any, string, error) {
+	for range 10 {
+		v, ok := o.lookup(pointer)
+		if !ok {
+			return nil, "", fmt.Errorf("nothing at %s", pointer)
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, "", fmt.Errorf("%s is not an object", pointer)
+		}
+		ref, ok := m["$ref"].(string)
+		if !ok {
+			return m, pointer, nil
+		}
+		if !strings.HasPrefix(ref, "#/") {
+			return nil, "", fmt.Errorf("%s: $ref %q is not local", pointer, ref)
+		}
+		p, err := url.PathUnescape(ref[1:])
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: $ref %q: %v", pointer, ref, err)
+		}
+		pointer = p
+	}
+	return nil, "", fmt.Errorf("%s: $ref chain too long", pointer)
+}
+
+// schema compiles the schema at a JSON pointer of the document (which
+// resolves every $ref in it).
+func (o *openAPI) schema(pointer string) (*jsonschema.Schema, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s, ok := o.compiled[pointer]; ok {
+		return s, nil
+	}
+	toks := strings.Split(pointer, "/")
+	for i := range toks {
+		toks[i] = url.PathEscape(toks[i])
+	}
+	s, err := o.compiler.Compile(openAPIURL + "#" + strings.Join(toks, "/"))
+	if err != nil {
+		return nil, err
+	}
+	o.compiled[pointer] = s
+	return s, nil
+}
+
+func sortedJSONKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// operations lists "METHOD /path" → the operation's pointer.
+func (o *openAPI) operations() map[string]string {
+	out := map[string]string{}
+	paths, _ := o.doc["paths"].(map[string]any)
+	for path, item := range paths {
+		item, _ := item.(map[string]any)
+		for _, m := range openAPIMethods {
+			if _, ok := item[m]; ok {
+				out[strings.ToUpper(m)+" "+path] = jsonPtr("paths", path, m)
+			}
+		}
+	}
+	return out
+}
+
+// documentedResponses lists every "METHOD /path STATUS" the description
+// gives, and the route_not_found answer.
+func (o *openAPI) documentedResponses() map[string]bool {
+	out := map[string]bool{"route_not_found": true}
+	for op, p := range o.operations() {
+		responses, _ := o.lookup(p + "/responses")
+		for status := range responses.(map[string]any) {
+			out[op+" "+status] = true
+		}
+	}
+	return out
+}
+
+// compileAll compiles every schema the description points to from a path:
+// parameters, request bodies, responses and their headers. This checks that
+// every $ref resolves.
+func (o *openAPI) compileAll(t *testing.T) {
+	t.Helper()
+	var locs []string
+	addParams := func(p string) {
+		params, ok := o.lookup(p + "/parameters")
+		if !ok {
+			return
+		}
+		for i := range params.([]any) {
+			m, rp, err := o.resolve(p + jsonPtr("parameters", strconv.Itoa(i)))
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			if _, ok := m["schema"]; !ok {
+				t.Errorf("parameter %s has no schema", rp)
+				continue
+			}
+			locs = append(locs, rp+"/schema")
+		}
+	}
+	addContent := func(p string, m map[string]any) {
+		content, _ := m["content"].(map[string]any)
+		for _, ct := range sortedJSONKeys(content) {
+			locs = append(locs, p+jsonPtr("content", ct, "schema"))
+		}
+	}
+	ops := o.operations()
+	for _, op := range slices.Sorted(maps.Keys(ops)) {
+		p := ops[op]
+		addParams(p[:strings.LastIndexByte(p, '/')])
+		addParams(p)
+		if _, ok := o.lookup(p + "/requestBody"); ok {
+			m, rp, err := o.resolve(p + "/requestBody")
+			if err != nil {
+				t.Error(err)
+			} else {
+				addContent(rp, m)
+			}
+		}
+		responses, _ := o.lookup(p + "/responses")
+		for _, status := range sortedJSONKeys(responses.(map[string]any)) {
+			m, rp, err := o.resolve(p + jsonPtr("responses", status))
+			if err != nil {
+				t.Errorf("%s %s: %v", op, status, err)
+				continue
+			}
+			if _, err := strconv.Atoi(status); err != nil {
+				t.Errorf("%s: response %q is not a status code", op, status)
+			}
+			addContent(rp, m)
+			headers, _ := m["headers"].(map[string]any)
+			for _, h := range sortedJSONKeys(headers) {
+				hm, hp, err := o.resolve(rp + jsonPtr("headers", h))
+				if err != nil {
+					t.Errorf("%s %s header %s: %v", op, status, h, err)
+					continue
+				}
+				if _, ok := hm["schema"]; ok {
+					locs = append(locs, hp+"/schema")
+				}
+			}
+		}
+	}
+	// Every component schema, used or not.
+	schemasMap, _ := o.lookup("/components/schemas")
+	for _, name := range sortedJSONKeys(schemasMap.(map[string]any)) {
+		locs = append(locs, jsonPtr("components", "schemas", name))
+	}
+	locs = append(locs, "/components/responses/RouteNotFound/content/application~1json/schema")
+	for _, l := range locs {
+		if _, err := o.schema(l); err != nil {
+			t.Errorf("compile %s: %v", l, err)
+		}
+	}
+}
+
+// apiExchange is one real request to the server and its answer.
+type apiExchange struct {
+	method, target string // target: path and query, as sent
+	reqBody        []byte
+	status         int
+	header         http.Header
+	body           []byte
+}
+
+func (e apiExchange) String() string {
+	return fmt.Sprintf("%s %s → %d %s", e.method, e.target, e.status, bytes.TrimSpace(e.body))
+}
+
+// send makes a request with the admin key (hdr "Authorization", "" sends
+// none) and reads the answer.
+func (o *openAPI) send(base, method, target string, body any, hdr ...string) (apiExchange, error) {
+	ex := apiExchange{method: method, target: target}
+	switch b := body.(type) {
+	case nil:
+	case string:
+		ex.reqBody = []byte(b)
+	case []byte:
+		ex.reqBody = b
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			return ex, err
+		}
+		ex.reqBody = raw
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(ex.reqBody)
+	}
+	req, err := http.NewRequest(method, base+target, rd)
+	if err != nil {
+		return ex, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testAdminKey)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return ex, err
+	}
+	defer resp.Body.Close()
+	ex.status, ex.header = resp.StatusCode, resp.Header
+	ex.body, err = io.ReadAll(resp.Body)
+	return ex, err
+}
+
+// do sends a request and checks its answer against the description.
+func (o *openAPI) do(t *testing.T, base, method, target string, body any, hdr ...string) apiExchange {
+	t.Helper()
+	ex, err := o.send(base, method, target, body, hdr...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	o.check(t, ex)
+	return ex
+}
+
+// apiHeaders are the response headers the API sets on some answers only:
+// one that the description does not give for an answer is an error.
+var apiHeaders = []string{"Idempotent-Replayed", "Retry-After", "WWW-Authenticate"}
+
+// check validates a real answer against what the description gives for
+// its route, method and status: the content type, the body's schema, the
+// headers, and (for a success) the request body's schema. It is safe for
+// concurrent use and reports with t.Errorf only.
+func (o *openAPI) check(t *testing.T, ex apiExchange) {
+	t.Helper()
+	u, err := url.Parse("http://keyledger" + ex.target)
+	if err != nil {
+		t.Errorf("%s: %v", ex, err)
+		return
+	}
+	_, pattern := o.routes.Handler(&http.Request{Method: ex.method, URL: u, Host: u.Host})
+	var respPtr, opPtr, key string
+	if pattern == "" {
+		if ex.status != http.StatusNotFound {
+			t.Errorf("%s: not a route, yet not 404", ex)
+			return
+		}
+		respPtr, key = "/components/responses/RouteNotFound", "route_not_found"
+	} else {
+		method, path, _ := strings.Cut(pattern, " ")
+		opPtr = jsonPtr("paths", path, strings.ToLower(method))
+		if _, ok := o.lookup(opPtr); !ok {
+			t.Errorf("%s: the description has no operation %s", ex, pattern)
+			return
+		}
+		respPtr = opPtr + jsonPtr("responses", strconv.Itoa(ex.status))
+		if _, ok := o.lookup(respPtr); !ok {
+			t.Errorf("%s: the description gives no %d answer for %s", ex, ex.status, pattern)
+			return
+		}
+		key = pattern + " " + strconv.Itoa(ex.status)
+	}
+	resp, rp, err := o.resolve(respPtr)
+	if err != nil {
+		t.Errorf("%s: %v", ex, err)
+		return
+	}
+
+	content, _ := resp["content"].(map[string]any)
+	if len(content) == 0 {
+		if len(ex.body) != 0 {
+			t.Errorf("%s: the description gives no content for this answer", ex)
+		}
+	} else {
+		mt, _, err := mime.ParseMediaType(ex.header.Get("Content-Type"))
+		if _, ok := content[mt]; err != nil || !ok {
+			t.Errorf("%s: content type %q, the description gives %v", ex, ex.header.Get("Content-Type"), sortedJSONKeys(content))
+		} else if err := o.validate(rp+jsonPtr("content", mt, "schema"), ex.body); err != nil {
+			t.Errorf("%s\ndoes not match %s: %v", ex, rp, err)
+		}
+	}
+
+	headers, _ := resp["headers"].(map[string]any)
+	for _, name := range sortedJSONKeys(headers) {
+		h, hp, err := o.resolve(rp + jsonPtr("headers", name))
+		if err != nil {
+			t.Errorf("%s: %v", ex, err)
+			continue
+		}
+		vals := ex.header.Values(name)
+		if len(vals) == 0 {
+			if h["required"] == true {
+				t.Errorf("%s: no %s header, which the description requires", ex, name)
+			}
+			continue
+		}
+		if _, ok := h["schema"]; ok {
+			raw, _ := json.Marshal(vals[0])
+			if err := o.validate(hp+"/schema", raw); err != nil {
+				t.Errorf("%s: header %s: %q: %v", ex, name, vals[0], err)
+			}
+		}
+	}
+	for _, name := range apiHeaders {
+		if _, documented := headers[name]; !documented && ex.header.Get(name) != "" {
+			t.Errorf("%s: header %s: %q, which the description does not give for this answer", ex, name, ex.header.Get(name))
+		}
+	}
+
+	if opPtr != "" && ex.status < 300 && len(ex.reqBody) > 0 {
+		rb, rbp, err := o.resolve(opPtr + "/requestBody")
+		if err != nil {
+			t.Errorf("%s: a body was accepted, but: %v", ex, err)
+		} else if _, ok := rb["content"].(map[string]any)["application/json"]; !ok {
+			t.Errorf("%s: the request body has no application/json schema", ex)
+		} else if err := o.validate(rbp+jsonPtr("content", "application/json", "schema"), ex.reqBody); err != nil {
+			t.Errorf("%s: the server accepted %s, which does not match the request schema: %v", ex, ex.reqBody, err)
+		}
+	}
+
+	o.mu.Lock()
+	o.covered[key] = true
+	o.mu.Unlock()
+}
+
+func (o *openAPI) validate(pointer string, raw []byte) error {
+	s, err := o.schema(pointer)
+	if err != nil {
+		return err
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("not JSON: %v", err)
+	}
+	return s.Validate(v)
+}
+
+var pathParam = regexp.MustCompile(`\{([^}]+)\}`)
+
+// samplePath fills a route pattern's wildcards with well-formed values.
+func samplePath(pattern string) string {
+	return pathParam.ReplaceAllStringFunc(pattern, func(w string) string {
+		switch w {
+		case "{org}":
+			return "org_probe"
+		case "{id}":
+			return "api_key_01J00000000000000000000000"
+		case "{user}":
+			return "user_probe"
+		}
+		return "probe"
+	})
+}
+
+// The description lists exactly the routes the server registers, each
+// with its path parameters, and the running server serves each of them:
+// without a key, the admin routes answer 401 and the probes 200, and none
+// is route_not_found.
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	o := loadOpenAPI(t)
+	if o.doc["openapi"] != "3.1.0" {
+		t.Errorf("openapi = %v, want 3.1.0", o.doc["openapi"])
+	}
+	info, _ := o.doc["info"].(map[string]any)
+	if info["title"] != "keyledger" || info["version"] != "1" {
+		t.Errorf("info = %v, want title keyledger, version 1", info)
+	}
+
+	served := map[string]bool{}
+	for _, r := range o.table {
+		k := r.Method + " " + r.Pattern
+		if served[k] {
+			t.Errorf("the route table lists %s twice", k)
+		}
+		served[k] = true
+	}
+	ops := o.operations()
+	for _, k := range slices.Sorted(maps.Keys(served)) {
+		if _, ok := ops[k]; !ok {
+			t.Errorf("the server serves %s, which schemas/openapi.json does not describe", k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(ops)) {
+		if !served[k] {
+			t.Errorf("schemas/openapi.json describes %s, which the server does not serve", k)
+		}
+	}
+
+	ids := map[string]string{}
+	for _, k := range slices.Sorted(maps.Keys(ops)) {
+		p := ops[k]
+		op, _, err := o.resolve(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := op["operationId"].(string); id == "" {
+			t.Errorf("%s has no operationId", k)
+		} else if other, dup := ids[id]; dup {
+			t.Errorf("%s and %s share operationId %s", k, other, id)
+		} else {
+			ids[id] = k
+		}
+		if d, _ := op["description"].(string); d == "" {
+			t.Errorf("%s has no description", k)
+		}
+		// The path parameters are exactly the pattern's wildcards, all required.
+		want := map[string]bool{}
+		for _, m := range pathParam.FindAllStringSubmatch(k, -1) {
+			want[m[1]] = true
+		}
+		got := map[string]bool{}
+		for _, at := range []string{p[:strings.LastIndexByte(p, '/')], p} {
+			params, _ := o.lookup(at + "/parameters")
+			list, _ := params.([]any)
+			for i := range list {
+				param, _, err := o.resolve(at + jsonPtr("parameters", strconv.Itoa(i)))
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				if param["in"] != "path" {
+					continue
+				}
+				name, _ := param["name"].(string)
+				got[name] = true
+				if param["required"] != true {
+					t.Errorf("%s: path parameter %s is not required", k, name)
+				}
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: path parameters %v, the pattern has %v", k, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+		}
+	}
+
+	s := startServer(t, t.TempDir())
+	t.Cleanup(o.client.CloseIdleConnections)
+	for _, r := range o.table {
+		p, ok := ops[r.Method+" "+r.Pattern]
+		if !ok {
+			continue // reported above
+		}
+		op, _, err := o.resolve(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, explicit := op["security"].([]any)
+		public := explicit && len(sec) == 0
+		ex, err := o.send(s.url, r.Method, samplePath(r.Pattern), nil, "Authorization", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := http.StatusUnauthorized
+		if public {
+			want = http.StatusOK
+		}
+		if ex.status != want {
+			t.Errorf("%s (documented as %s): want %d", ex, map[bool]string{true: "public", false: "needing the admin key"}[public], want)
+		}
+	}
+}
+
+// notTriggered are the documented answers the test cannot cause on demand,
+// and why. The test fails on any other documented answer it did not see.
+var notTriggered = map[string]string{
+	"POST /organizations/{org}/api_keys 500":         "an internal error (a bug, a broken disk)",
+	"GET /organizations/{org}/api_keys 500":          "an internal error (a bug, a broken disk)",
+	"GET /api_keys/{id} 500":                         "an internal error (a bug, a broken disk)",
+	"DELETE /api_keys/{id} 500":                      "an internal error (a bug, a broken disk)",
+	"GET /api_key_permissions 500":                   "an internal error (a bug)",
+	"PUT /api_key_permissions 500":                   "an internal error (a bug, a broken disk)",
+	"DELETE /organizations/{org}/members/{user} 500": "an internal error (a bug, a broken disk)",
+	"PUT /api_key_permissions 409":                   "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
+	"DELETE /organizations/{org}/members/{user} 409": "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
+	"DELETE /organizations/{org}/members/{user} 422": "too_many_keys needs a user with more than 999 active keys",
+}
+
+// Every answer the running server gives, for every route and every status
+// the test can cause, matches the response the description gives for that
+// route, method and status: content type, body schema and headers.
+func TestOpenAPIResponsesValidate(t *testing.T) {
+	o := loadOpenAPI(t)
+	o.compileAll(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	u := s.url
+	t.Cleanup(o.client.CloseIdleConnections)
+
+	expect := func(ex apiExchange, status int, code string) apiExchange {
+		t.Helper()
+		if ex.status != status {
+			t.Fatalf("%s: want %d %s", ex, status, code)
+		}
+		if code != "" {
+			if got := errCode(t, ex.body); got != code {
+				t.Fatalf("%s: want code %s", ex, code)
+			}
+		}
+		return ex
+	}
+	asKey := func(ex apiExchange) schemas.APIKey {
+		t.Helper()
+		var k schemas.APIKey
+		if err := json.Unmarshal(ex.body, &k); err != nil {
+			t.Fatalf("%s: %v", ex, err)
+		}
+		return k
+	}
+	asValidation := func(ex apiExchange) schemas.ValidateResponse {
+		t.Helper()
+		var v schemas.ValidateResponse
+		if err := json.Unmarshal(ex.body, &v); err != nil {
+			t.Fatalf("%s: %v", ex, err)
+		}
+		return v
+	}
+
+	// Probes.
+	expect(o.do(t, u, "GET", "/healthz", nil), 200, "")
+	expect(o.do(t, u, "GET", "/readyz", nil, "Authorization", ""), 200, "")
+
+	// The permission catalogue.
+	const cat = "/api_key_permissions"
+	expect(o.do(t, u, "GET", cat, nil), 200, "")
+	expect(o.do(t, u, "PUT", cat, `{"permissions":["tasks:write","projects:read","tasks:write","tasks:read"]}`), 200, "")
+	if ex := expect(o.do(t, u, "GET", cat, nil), 200, ""); !bytes.Contains(ex.body, []byte(`["projects:read","tasks:read","tasks:write"]`)) {
+		t.Fatalf("%s: want the catalogue sorted and deduplicated", ex)
+	}
+	expect(o.do(t, u, "PUT", cat, `{}`), 400, "invalid_permissions")
+	expect(o.do(t, u, "PUT", cat, `{"permissions":null}`), 400, "invalid_permissions")
+	expect(o.do(t, u, "PUT", cat, `{"permissions":["Tasks Read"]}`), 400, "invalid_permission")
+	expect(o.do(t, u, "PUT", cat, schemas.PermissionsBody{Permissions: manyPermissions(1001)}), 400, "too_many_permissions")
+	expect(o.do(t, u, "PUT", cat, `[]`), 400, "invalid_json")
+	expect(o.do(t, u, "PUT", cat, `{"permissions":["widgets:api-keys:manage"]}`), 422, "reserved_permission")
+
+	// Create.
+	const keys = "/organizations/org_1/api_keys"
+	orgReq := `{"name":"CI pipeline","permissions":["projects:read"]}`
+	created := expect(o.do(t, u, "POST", keys, orgReq, "Idempotency-Key", "idem-1"), 201, "")
+	orgKey := asKey(created)
+	if created.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("%s: a first create is not a replay", created)
+	}
+	replayed := expect(o.do(t, u, "POST", keys, orgReq, "Idempotency-Key", "idem-1"), 201, "")
+	if k := asKey(replayed); replayed.header.Get("Idempotent-Replayed") != "true" || k.ID != orgKey.ID || k.Value == nil || *k.Value != *orgKey.Value {
+		t.Fatalf("%s: want the same key and value, replayed", replayed)
+	}
+	expect(o.do(t, u, "POST", keys, `{"name":"something else","permissions":["projects:read"]}`, "Idempotency-Key", "idem-1"), 422, "idempotency_key_reused")
+	expect(o.do(t, u, "POST", keys, `{"name":"x","permissions":["billing:write"]}`), 422, "permission_not_allowed")
+	userReq := schemas.CreateAPIKeyRequest{Name: "Ada's laptop", UserID: "user_ada", Permissions: []string{"tasks:read", "projects:read", "tasks:read"}}
+	userKey := asKey(expect(o.do(t, u, "POST", keys, userReq), 201, ""))
+	userReq.Name = "Ada's CI"
+	expect(o.do(t, u, "POST", keys, userReq), 201, "")
+	expiresAt := time.Now().Add(1500 * time.Millisecond)
+	expiring := asKey(expect(o.do(t, u, "POST", keys, schemas.CreateAPIKeyRequest{Name: "short-lived", ExpiresAt: &expiresAt}), 201, ""))
+	victim := asKey(expect(o.do(t, u, "POST", keys, `{"name":"revoked while the ledger is down"}`), 201, ""))
+	for _, c := range []struct {
+		target, body string
+		hdr          []string
+		code         string
+	}{
+		{"/organizations/org.x/api_keys", orgReq, nil, "invalid_organization_id"},
+		{keys, orgReq, []string{"Idempotency-Key", strings.Repeat("k", 256)}, "invalid_idempotency_key"},
+		{keys, `{"name":"` + strings.Repeat("a", 70<<10) + `"}`, nil, "body_too_large"},
+		{keys, `{"name":"a","admin":true}`, nil, "invalid_json"},
+		{keys, ``, nil, "invalid_json"},
+		{keys, `{"permissions":[]}`, nil, "invalid_name"},
+		{keys, `{"name":"` + strings.Repeat("a", 201) + `"}`, nil, "invalid_name"},
+		{keys, string(mustJSON(t, schemas.CreateAPIKeyRequest{Name: "a", Permissions: manyPermissions(101)})), nil, "too_many_permissions"},
+		{keys, `{"name":"a","permissions":["Projects Read"]}`, nil, "invalid_permission"},
+		{keys, `{"name":"a","expires_at":"2001-01-01T00:00:00Z"}`, nil, "invalid_expires_at"},
+		{keys, `{"name":"a","user_id":"a.b"}`, nil, "invalid_user_id"},
+	} {
+		expect(o.do(t, u, "POST", c.target, c.body, c.hdr...), 400, c.code)
+	}
+
+	// List.
+	expect(o.do(t, u, "GET", keys, nil), 200, "")
+	expect(o.do(t, u, "GET", "/organizations/org_nobody/api_keys", nil), 200, "")
+	var page schemas.APIKeyList
+	if err := json.Unmarshal(expect(o.do(t, u, "GET", keys+"?limit=2&order=asc", nil), 200, "").body, &page); err != nil || page.ListMetadata.After == nil {
+		t.Fatalf("first page %+v (%v): want an after cursor", page, err)
+	}
+	if err := json.Unmarshal(expect(o.do(t, u, "GET", keys+"?limit=2&order=asc&after="+*page.ListMetadata.After, nil), 200, "").body, &page); err != nil || page.ListMetadata.Before == nil {
+		t.Fatalf("second page %+v (%v): want a before cursor", page, err)
+	}
+	expect(o.do(t, u, "GET", keys+"?limit=2&order=asc&before="+*page.ListMetadata.Before, nil), 200, "")
+	expect(o.do(t, u, "GET", keys+"?user_id=user_ada&status=active&order=desc&limit=100", nil), 200, "")
+	for q, code := range map[string]string{
+		"limit=0": "invalid_limit", "limit=101": "invalid_limit", "limit=ten": "invalid_limit",
+		"order=sideways": "invalid_order", "user_id=a.b": "invalid_user_id", "status=zombie": "invalid_status",
+		"after=nope": "invalid_cursor", "before=" + orgKey.ID + "&after=" + userKey.ID: "invalid_cursor",
+	} {
+		expect(o.do(t, u, "GET", keys+"?"+q, nil), 400, code)
+	}
+	expect(o.do(t, u, "GET", "/organizations/org.x/api_keys", nil), 400, "invalid_organization_id")
+
+	// Get.
+	expect(o.do(t, u, "GET", "/api_keys/"+orgKey.ID, nil), 200, "")
+	expect(o.do(t, u, "GET", "/api_keys/api_key_01J00000000000000000000000", nil), 404, "not_found")
+	expect(o.do(t, u, "GET", "/api_keys/nope", nil), 404, "not_found")
+	expect(o.do(t, u, "GET", "/api_keys/validations", nil), 404, "not_found")
+
+	// Validate: a hit, then a miss for each reason.
+	const validations = "/api_keys/validations"
+	if v := asValidation(expect(o.do(t, u, "POST", validations, schemas.ValidateRequest{Value: *orgKey.Value}), 200, "")); v.APIKey == nil || v.APIKey.ID != orgKey.ID {
+		t.Fatalf("validate: %+v", v)
+	}
+	if v := asValidation(expect(o.do(t, u, "POST", validations, schemas.ValidateRequest{Value: *userKey.Value}), 200, "")); v.APIKey == nil || v.APIKey.UserID == nil {
+		t.Fatalf("validate a user key: %+v", v)
+	}
+	expect(o.do(t, u, "GET", "/api_keys/"+orgKey.ID, nil), 200, "") // now with last_used_at
+	unknown, err := domain.GenerateKey(domain.PrefixLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for value, reason := range map[string]string{unknown: "not_found", "sk_live_short": "malformed", "": "malformed"} {
+		if v := asValidation(expect(o.do(t, u, "POST", validations, schemas.ValidateRequest{Value: value}), 200, "")); v.APIKey != nil || v.Reason != reason {
+			t.Fatalf("validate %q: %+v, want %s", value, v, reason)
+		}
+	}
+	expect(o.do(t, u, "POST", validations, `{}`), 200, "")
+	expect(o.do(t, u, "POST", validations, `{"value":1}`), 400, "invalid_json")
+	expect(o.do(t, u, "POST", validations, ``), 400, "invalid_json")
+	expect(o.do(t, u, "POST", validations, `{"value":"`+strings.Repeat("a", 70<<10)+`"}`), 400, "body_too_large")
+
+	// Revoke.
+	if k := asKey(expect(o.do(t, u, "DELETE", "/api_keys/"+orgKey.ID, `{"reason":"leaked"}`), 200, "")); k.Status != "revoked" || k.RevokeReason != "leaked" {
+		t.Fatalf("revoke: %+v", k)
+	}
+	expect(o.do(t, u, "DELETE", "/api_keys/"+orgKey.ID, nil), 200, "")
+	if v := asValidation(expect(o.do(t, u, "POST", validations, schemas.ValidateRequest{Value: *orgKey.Value}), 200, "")); v.Reason != "revoked" {
+		t.Fatalf("validate a revoked key: %+v", v)
+	}
+	expect(o.do(t, u, "GET", "/api_keys/"+orgKey.ID, nil), 200, "")
+	expect(o.do(t, u, "GET", keys+"?status=revoked", nil), 200, "")
+	expect(o.do(t, u, "DELETE", "/api_keys/"+expiring.ID, `{"reason":"owner_removed"}`), 400, "invalid_reason")
+	expect(o.do(t, u, "DELETE", "/api_keys/"+expiring.ID, `{"why":"x"}`), 400, "invalid_json")
+	expect(o.do(t, u, "DELETE", "/api_keys/api_key_01J00000000000000000000000", nil), 404, "not_found")
+	expect(o.do(t, u, "DELETE", "/api_keys/nope", nil), 404, "not_found")
+
+	// Member removal.
+	var removal schemas.MemberRemoval
+	if err := json.Unmarshal(expect(o.do(t, u, "DELETE", "/organizations/org_1/members/user_ada", nil), 200, "").body, &removal); err != nil || len(removal.RevokedAPIKeyIDs) != 2 {
+		t.Fatalf("member removal: %+v (%v), want Ada's 2 keys", removal, err)
+	}
+	expect(o.do(t, u, "DELETE", "/organizations/org_1/members/user_nobody", nil), 200, "")
+	expect(o.do(t, u, "GET", "/api_keys/"+userKey.ID, nil), 200, "") // revoked: owner_removed
+	expect(o.do(t, u, "DELETE", "/organizations/org_1/members/a.b", nil), 400, "invalid_user_id")
+	expect(o.do(t, u, "DELETE", "/organizations/org.x/members/user_ada", nil), 400, "invalid_organization_id")
+
+	// Expiry.
+	time.Sleep(time.Until(expiresAt) + 10*time.Millisecond)
+	if v := asValidation(expect(o.do(t, u, "POST", validations, schemas.ValidateRequest{Value: *expiring.Value}), 200, "")); v.Reason != "expired" {
+		t.Fatalf("validate an expired key: %+v", v)
+	}
+	if k := asKey(expect(o.do(t, u, "GET", "/api_keys/"+expiring.ID, nil), 200, "")); k.Status != "expired" {
+		t.Fatalf("an expired key: %+v", k)
+	}
+	expect(o.do(t, u, "GET", keys+"?status=expired", nil), 200, "")
+
+	// Every admin route without a key, and with a wrong one.
+	for _, r := range o.table {
+		if r.Pattern == "/healthz" || r.Pattern == "/readyz" {
+			continue
+		}
+		expect(o.do(t, u, r.Method, samplePath(r.Pattern), nil, "Authorization", ""), 401, "unauthorized")
+		expect(o.do(t, u, r.Method, samplePath(r.Pattern), nil, "Authorization", "Bearer wrong-key"), 401, "unauthorized")
+	}
+
+	// Not routes.
+	for _, c := range [][2]string{{"GET", "/nope"}, {"PATCH", "/api_keys/" + victim.ID}, {"GET", "/healthz/"}, {"POST", "/api_keys/" + victim.ID}, {"DELETE", "/organizations/org_1/members/"}} {
+		expect(o.do(t, u, c[0], c[1], nil), 404, "route_not_found")
+	}
+
+	// Concurrent catalogue changes, and concurrent removals of one member:
+	// each answers 200, or 409 when it lost five times in a row.
+	var (
+		wg       sync.WaitGroup
+		statusMu sync.Mutex
+		statuses = map[string]int{}
+	)
+	for i := range 32 {
+		method, target, body := "PUT", cat, any(`{"permissions":["projects:read","tasks:read","tasks:write"]}`)
+		if i%2 == 1 {
+			method, target, body = "DELETE", "/organizations/org_1/members/user_carol", nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ex, err := o.send(u, method, target, body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			o.check(t, ex)
+			if ex.status != 200 && ex.status != 409 {
+				t.Errorf("%s: want 200 or 409", ex)
+			}
+			statusMu.Lock()
+			statuses[fmt.Sprint(method, " ", ex.status)]++
+			statusMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("16 concurrent catalogue PUTs: %d×200, %d×409; 16 concurrent removals of one member: %d×200, %d×409",
+		statuses["PUT 200"], statuses["PUT 409"], statuses["DELETE 200"], statuses["DELETE 409"])
+
+	// After a restart the value is forgotten, but the ledger still knows
+	// the retry: 200, the same key, no value.
+	o.client.CloseIdleConnections()
+	s.stop()
+	s = startServer(t, dir)
+	u = s.url
+	t.Cleanup(o.client.CloseIdleConnections)
+	again := expect(o.do(t, u, "POST", keys, orgReq, "Idempotency-Key", "idem-1"), 200, "")
+	if k := asKey(again); k.ID != orgKey.ID || k.Value != nil {
+		t.Fatalf("%s: want key %s without its value", again, orgKey.ID)
+	}
+
+	// The ledger out of reach.
+	s.main.store.Conn().Close()
+	expect(o.do(t, u, "GET", "/readyz", nil), 503, "not_ready")
+	expect(o.do(t, u, "POST", keys, `{"name":"x"}`), 503, "ledger_unavailable")
+	expect(o.do(t, u, "DELETE", "/api_keys/"+victim.ID, nil), 503, "ledger_unavailable")
+	expect(o.do(t, u, "PUT", cat, `{"permissions":[]}`), 503, "ledger_unavailable")
+	expect(o.do(t, u, "DELETE", "/organizations/org_1/members/user_bob", nil), 503, "ledger_unavailable")
+	if v := asValidation(expect(o.do(t, u, "POST", validations, schemas.ValidateRequest{Value: *victim.Value}), 200, "")); v.APIKey == nil {
+		t.Fatalf("validation needs no ledger: %+v", v)
+	}
+
+	// Every documented answer was seen, or is one the test cannot cause.
+	documented := o.documentedResponses()
+	for _, k := range slices.Sorted(maps.Keys(documented)) {
+		if !o.covered[k] {
+			if why, ok := notTriggered[k]; ok {
+				t.Logf("not seen: %s (%s)", k, why)
+			} else {
+				t.Errorf("documented but never seen: %s", k)
+			}
+		}
+	}
+	for k := range notTriggered {
+		if !documented[k] {
+			t.Errorf("notTriggered lists %s, which the description does not give", k)
+		}
+	}
+}
+
+func manyPermissions(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("p%d:read", i)
+	}
+	return out
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
