@@ -111,7 +111,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+			// The cause stays in the log: /readyz needs no credential.
+			s.log.Info("api: not ready", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "not_ready", "the projection has not caught up with the ledger, or the ledger is not reachable")
 			return
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -202,7 +203,7 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 			Actor: actor, CreatedAt: s.cfg.Now().UTC(), Data: *rev,
 		}
 		res, err := s.cfg.Ledger.Append(ctx, []Append{{Event: ev, Expected: k.Version, MsgID: "revoke." + k.ID}})
-		if errors.Is(err, ErrConflict) && attempt < maxAttempts {
+		if errors.Is(err, ErrConflict) && attempt < maxAttempts && pause(ctx, attempt) {
 			continue
 		}
 		if err != nil {
@@ -279,7 +280,7 @@ func (s *Service) RemoveMember(ctx context.Context, actor Actor, cmd RemoveMembe
 			batch = append(batch, Append{Event: ev, Expected: byID[r.KeyID].Version, MsgID: ev.ID})
 		}
 		res, err := s.cfg.Ledger.Append(ctx, batch)
-		if errors.Is(err, ErrConflict) && attempt < maxAttempts {
+		if errors.Is(err, ErrConflict) && attempt < maxAttempts && pause(ctx, attempt) {
 			continue
 		}
 		if err != nil {
@@ -318,7 +319,7 @@ func (s *Service) SetCatalogue(ctx context.Context, actor Actor, perms []string)
 		ev := Event{ID: s.cfg.NewID("event_"), AggregateID: CatalogueAggregateID, Actor: actor,
 			CreatedAt: s.cfg.Now().UTC(), Data: data}
 		res, err := s.cfg.Ledger.Append(ctx, []Append{{Event: ev, Expected: cur.Version, MsgID: ev.ID}})
-		if errors.Is(err, ErrConflict) && attempt < maxAttempts {
+		if errors.Is(err, ErrConflict) && attempt < maxAttempts && pause(ctx, attempt) {
 			continue
 		}
 		if err != nil {
@@ -328,6 +329,21 @@ func (s *Service) SetCatalogue(ctx context.Context, actor Actor, perms []string)
 			return nil, err
 		}
 		return &Catalogue{Permissions: data.Permissions, Version: res.Seq}, nil
+	}
+}
+
+// pause waits a random moment, growing with the attempt, before a command
+// retries after a conflict, so that writers racing for one aggregate spread
+// out instead of colliding again. It reports false if ctx ended.
+func pause(ctx context.Context, attempt int) bool {
+	d := time.Duration(rand.Int64N(int64(attempt) * int64(2*time.Millisecond)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
