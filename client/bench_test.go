@@ -2,8 +2,6 @@ package client_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/keyledger/keyledger/client"
@@ -36,17 +34,5 @@ func BenchmarkValidateHTTPClient(b *testing.B) {
 // validating with the Go client (the application's handler does nothing).
 func BenchmarkMiddlewareHTTPClient(b *testing.B) {
 	c, value := benchKey(b)
-	h := client.NewMiddleware(c, nil).Protect("projects:read", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-	}))
-	req := httptest.NewRequest("GET", "/api/projects", nil)
-	req.Header.Set("Authorization", "Bearer "+value)
-	b.ReportAllocs()
-	for b.Loop() {
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != http.StatusOK {
-			b.Fatal(w.Code, w.Body.String())
-		}
-	}
+	ledgertest.BenchMiddleware(b, c, value)
 }

@@ -2,11 +2,8 @@ package embedded_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 
-	"github.com/keyledger/keyledger/client"
 	"github.com/keyledger/keyledger/embedded"
 	"github.com/keyledger/keyledger/internal/ledgertest"
 )
@@ -42,17 +39,5 @@ func BenchmarkValidateEmbedded(b *testing.B) {
 // validating with the embedded validator.
 func BenchmarkMiddlewareEmbedded(b *testing.B) {
 	v, value := benchValidator(b)
-	h := client.NewMiddleware(v, nil).Protect("projects:read", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-	}))
-	req := httptest.NewRequest("GET", "/api/projects", nil)
-	req.Header.Set("Authorization", "Bearer "+value)
-	b.ReportAllocs()
-	for b.Loop() {
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != http.StatusOK {
-			b.Fatal(w.Code, w.Body.String())
-		}
-	}
+	ledgertest.BenchMiddleware(b, v, value)
 }
