@@ -76,3 +76,20 @@ func TestGeneratedAdminKeyIsPrintedOnceAndOnlyItsHashKept(t *testing.T) {
 		t.Fatalf("the second start printed the admin key again:\n%s", out)
 	}
 }
+
+// An embedded NATS server open to the network needs the validator user's
+// password: without one, anyone on the host could write to the ledger.
+func TestNATSListenNeedsTheValidatorPassword(t *testing.T) {
+	c := Config{Data: t.TempDir(), HTTPAddr: "127.0.0.1:0", KeyPrefix: domain.PrefixLive, NATSListen: "127.0.0.1:0"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "KEYLEDGER_NATS_VALIDATOR_PASSWORD") {
+		t.Fatalf("Validate without a password: %v", err)
+	}
+	c.ValidatorPassword = "short"
+	if err := c.Validate(); err == nil {
+		t.Fatal("a 5-character password was accepted")
+	}
+	c.ValidatorPassword = strings.Repeat("p", 24)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate with a password: %v", err)
+	}
+}
