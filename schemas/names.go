@@ -78,7 +78,8 @@ const (
 )
 
 // Files holds the JSON Schemas: events/envelope.json, one
-// events/<type>.v<version>.json per event type, and messages/usage_report.json.
+// events/<type>.v<version>.json per event type, messages/usage_report.json,
+// and public/event.json (events as they leave keyledger).
 //
-//go:embed events/*.json messages/*.json
+//go:embed events/*.json messages/*.json public/*.json
 var Files embed.FS
