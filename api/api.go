@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/schemas"
 )
 
 // Commands are the ledger commands the API issues.
@@ -29,10 +30,16 @@ type Queries interface {
 	LastUsedOf(k *domain.Key) *time.Time
 }
 
+// Feed reads the events feed from the ledger.
+type Feed interface {
+	Events(ctx context.Context, q schemas.EventsQuery) ([]schemas.PublicEvent, error)
+}
+
 // Config assembles a Server.
 type Config struct {
 	Commands Commands
 	Queries  Queries
+	Feed     Feed
 	// AdminKeyHash is the SHA-256 of the admin key.
 	AdminKeyHash [sha256.Size]byte
 	// Ready reports whether the projection has caught up with the ledger.
@@ -85,6 +92,7 @@ func (s *Server) routes() {
 	handle("GET", "/api_key_permissions", s.admin(s.getCatalogue))
 	handle("PUT", "/api_key_permissions", s.admin(s.putCatalogue))
 	handle("DELETE", "/organizations/{org}/members/{user}", s.admin(s.removeMember))
+	handle("GET", "/events", s.admin(s.listEvents))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "route_not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	})

@@ -126,6 +126,36 @@ func TestClientCoversTheAPI(t *testing.T) {
 		t.Fatalf("active keys after removal: %v, %v; want 8", active, err)
 	}
 
+	// The events feed, paged by its cursor: every event once, in order.
+	var seq uint64
+	events, after := 0, ""
+	for {
+		page, err := c.Events(ctx, client.EventsQuery{After: after, Limit: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Data) == 0 {
+			break
+		}
+		for _, e := range page.Data {
+			if e.Context.LedgerSequence <= seq {
+				t.Fatalf("event %s at %d after %d", e.ID, e.Context.LedgerSequence, seq)
+			}
+			seq = e.Context.LedgerSequence
+			events++
+		}
+		after = *page.ListMetadata.After
+	}
+	// The catalogue, 10 creates (the replay appends nothing), 1 revoke (the
+	// second appends nothing), 1 removal and the removal's revoke.
+	if events != 14 {
+		t.Fatalf("the feed holds %d events, want 14", events)
+	}
+	revoked, err := c.Events(ctx, client.EventsQuery{Types: []string{schemas.EventAPIKeyRevoked}, OrganizationID: org, Limit: 100})
+	if err != nil || len(revoked.Data) != 2 {
+		t.Fatalf("revocations: %+v, %v", revoked, err)
+	}
+
 	wrong, err := client.New(srv.URL(), "kl_admin_wrong_wrong_wrong_wrong")
 	if err != nil {
 		t.Fatal(err)

@@ -79,3 +79,14 @@ type EventList struct {
 type EventListMetadata struct {
 	After *string `json:"after"`
 }
+
+// EventsQuery selects events of the feed (GET /events): by type and
+// organization, after a ledger sequence, within a time range.
+type EventsQuery struct {
+	Types          []string // empty: every type
+	OrganizationID string   // empty: every organization and operator-wide events
+	AfterSeq       uint64   // only events after this ledger sequence
+	Limit          int
+	RangeStart     time.Time // zero: from the beginning
+	RangeEnd       time.Time // zero: up to now; exclusive
+}

@@ -58,6 +58,8 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	after := fs.String("after", "", "cursor: list keys after this id")
 	reason := fs.String("reason", "", "revocation reason")
 	idem := fs.String("idempotency-key", "", "makes a retried create return the same key")
+	types := fs.String("type", "", "events: comma-separated event types")
+	every := fs.Duration("poll", 500*time.Millisecond, "events tail: how often to ask for new events")
 	// Flags may follow positional arguments: keyledger keys revoke ID --reason leaked.
 	var pos []string
 	for {
@@ -148,6 +150,20 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		return c.do(ctx, http.MethodPut, "/api_key_permissions", schemas.PermissionsBody{Permissions: splitList(pos[0])}, nil)
+	case "events list", "events tail":
+		q := url.Values{}
+		for k, v := range map[string]string{"events": *types, "organization_id": *org, "after": *after} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		if *limit > 0 {
+			q.Set("limit", fmt.Sprint(*limit))
+		}
+		if cmd == "events list" {
+			return c.do(ctx, http.MethodGet, "/events?"+q.Encode(), nil, nil)
+		}
+		return c.tail(ctx, q, *every)
 	case "members remove":
 		if *org == "" || *user == "" {
 			fmt.Fprintln(stderr, "keyledger members remove: --org and --user are required")
@@ -157,6 +173,42 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprint(stderr, usage)
 	return errUsage
+}
+
+// tail follows the events feed from q's cursor (the start of the ledger
+// when none), printing each event as a JSON line, until ctx ends.
+func (c *cli) tail(ctx context.Context, q url.Values, every time.Duration) error {
+	if q.Get("limit") == "" {
+		q.Set("limit", "100")
+	}
+	enc := json.NewEncoder(c.stdout)
+	quiet := *c // pages are not printed, their events are
+	quiet.stdout = io.Discard
+	for {
+		var page schemas.EventList
+		if err := quiet.call(ctx, http.MethodGet, "/events?"+q.Encode(), nil, nil, &page); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, e := range page.Data {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+		}
+		if page.ListMetadata.After != nil {
+			q.Set("after", *page.ListMetadata.After)
+		}
+		if len(page.Data) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
 }
 
 func (c *cli) do(ctx context.Context, method, path string, body any, h http.Header) error {

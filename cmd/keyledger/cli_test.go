@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyledger/keyledger/schemas"
 )
@@ -61,5 +64,62 @@ func TestCLI(t *testing.T) {
 	}
 	if _, err := runCmd(t, "keys", "create", "--name", "no org"); !errors.Is(err, errUsage) {
 		t.Fatalf("missing --org: %v, want a usage error", err)
+	}
+}
+
+// lineWatcher is a writer that cancels when a line containing want
+// arrives.
+type lineWatcher struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	want   string
+	cancel context.CancelFunc
+}
+
+func (w *lineWatcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.cancel()
+	}
+	return n, err
+}
+
+func TestCLIEvents(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	t.Setenv("KEYLEDGER_URL", s.url)
+	t.Setenv("KEYLEDGER_ADMIN_KEY", testAdminKey)
+	setCatalogue(t, s.url, "projects:read")
+	k := createKey(t, s.url, "org_cli", schemas.CreateAPIKeyRequest{Name: "tail me", Permissions: []string{"projects:read"}})
+
+	out, err := runCmd(t, "events", "list", "--type", "api_key.created", "--org", "org_cli")
+	var list schemas.EventList
+	if err != nil || json.Unmarshal(out, &list) != nil || len(list.Data) != 1 || !strings.Contains(string(list.Data[0].Data), k.ID) {
+		t.Fatalf("events list: %v\n%s", err, out)
+	}
+
+	// tail follows the feed live: it prints the revocation made after it
+	// started, and only revocations.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := &lineWatcher{want: k.ID, cancel: cancel}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"events", "tail", "--type", "api_key.revoked", "--poll", "10ms"}, w, io.Discard)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if status, raw := call(t, "DELETE", s.url+"/api_keys/"+k.ID, nil, nil); status != 200 {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("events tail: %v", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(w.buf.String()), "\n")
+	var e schemas.PublicEvent
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &e) != nil || e.Event != schemas.EventAPIKeyRevoked {
+		t.Fatalf("tail printed %q, want one api_key.revoked line", w.buf.String())
 	}
 }

@@ -57,6 +57,8 @@ Usage:
   keyledger permissions get
   keyledger permissions set a,b,c
   keyledger members remove --org ORG --user USER
+  keyledger events list [--type T,...] [--org ORG] [--after CURSOR] [--limit N]
+  keyledger events tail [--type T,...] [--org ORG] [--after CURSOR]   follow the feed live
   keyledger bench [--quick] [--json] [--only SCENARIOS]   measure against the references
 
 Run 'keyledger COMMAND -h' for the flags of a command. The commands that talk
@@ -88,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return m.Rebuild(ctx)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
-	case "keys", "validate", "permissions", "members":
+	case "keys", "validate", "permissions", "members", "events":
 		return runCLI(ctx, args, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)

@@ -595,6 +595,7 @@ var notTriggered = map[string]string{
 	"PUT /api_key_permissions 409":                   "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
 	"DELETE /organizations/{org}/members/{user} 409": "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
 	"DELETE /organizations/{org}/members/{user} 422": "too_many_keys needs a user with more than 999 active keys",
+	"GET /events 500":                                "an internal error (a bug, an undecodable event)",
 }
 
 // Every answer the running server gives, for every route and every status
@@ -843,8 +844,24 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 		t.Fatalf("%s: want key %s without its value", again, orgKey.ID)
 	}
 
+	// The events feed.
+	feed := expect(o.do(t, u, "GET", "/events?limit=3", nil), 200, "")
+	var list schemas.EventList
+	if err := json.Unmarshal(feed.body, &list); err != nil || len(list.Data) != 3 || list.ListMetadata.After == nil {
+		t.Fatalf("%s: want 3 events and a cursor", feed)
+	}
+	expect(o.do(t, u, "GET", "/events?events=api_key.created,api_key.revoked&organization_id=org_1&limit=100&after="+*list.ListMetadata.After+"&range_start=2000-01-01T00:00:00Z&order=asc", nil), 200, "")
+	expect(o.do(t, u, "GET", "/events?range_end=2000-01-01T00:00:00Z", nil), 200, "")
+	for q, code := range map[string]string{
+		"events=api_key.exploded": "invalid_event_type", "organization_id=a.b": "invalid_organization_id", "limit=101": "invalid_limit",
+		"order=desc": "invalid_order", "after=x": "invalid_cursor", "range_end=soon": "invalid_range",
+	} {
+		expect(o.do(t, u, "GET", "/events?"+q, nil), 400, code)
+	}
+
 	// The ledger out of reach.
 	s.main.store.Conn().Close()
+	expect(o.do(t, u, "GET", "/events", nil), 503, "ledger_unavailable")
 	expect(o.do(t, u, "GET", "/readyz", nil), 503, "not_ready")
 	expect(o.do(t, u, "POST", keys, `{"name":"x"}`), 503, "ledger_unavailable")
 	expect(o.do(t, u, "DELETE", "/api_keys/"+victim.ID, nil), 503, "ledger_unavailable")

@@ -234,7 +234,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		return nil
 	}
-	handler := api.New(api.Config{Commands: svc, Queries: proj, AdminKeyHash: adminHash, Ready: ready, Log: m.log})
+	handler := api.New(api.Config{Commands: svc, Queries: proj, Feed: l.store, AdminKeyHash: adminHash, Ready: ready, Log: m.log})
 	srv := api.NewHTTPServer(handler, m.log)
 	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {
