@@ -84,4 +84,3 @@ func feedSubjects(q schemas.EventsQuery) []string {
 	}
 	return subjects
 }
-
