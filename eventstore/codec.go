@@ -36,6 +36,24 @@ func Encode(e domain.Event) (subject string, body []byte, err error) {
 	case domain.CataloguePermissionsSet:
 		typ = schemas.EventAPIKeyPermissionsSaved
 		data = schemas.PermissionsUpdatedData{Permissions: nonNil(d.Permissions), PreviousPermissions: nonNil(d.Previous)}
+	case domain.WebhookEndpointCreated:
+		typ = schemas.EventWebhookEndpointCreated
+		data = schemas.WebhookEndpointData{ID: d.EndpointID, URL: d.URL, Events: nonNil(d.Events), SealedSecret: d.Secret}
+	case domain.WebhookEndpointUpdated:
+		typ = schemas.EventWebhookEndpointUpdated
+		data = schemas.WebhookEndpointData{ID: d.EndpointID, URL: d.URL, Events: nonNil(d.Events)}
+	case domain.WebhookSecretRotated:
+		typ = schemas.EventWebhookEndpointSecretRotated
+		data = schemas.WebhookSecretRotatedData{ID: d.EndpointID, SealedSecret: d.Secret, PreviousExpiresAt: d.PreviousExpiresAt.UTC()}
+	case domain.WebhookEndpointDisabled:
+		typ = schemas.EventWebhookEndpointDisabled
+		data = schemas.WebhookEndpointStateData{ID: d.EndpointID, Reason: d.Reason}
+	case domain.WebhookEndpointEnabled:
+		typ = schemas.EventWebhookEndpointEnabled
+		data = schemas.WebhookEndpointStateData{ID: d.EndpointID}
+	case domain.WebhookEndpointDeleted:
+		typ = schemas.EventWebhookEndpointDeleted
+		data = schemas.WebhookEndpointStateData{ID: d.EndpointID}
 	default:
 		return "", nil, fmt.Errorf("eventstore: encode: unknown event data %T", e.Data)
 	}
@@ -131,6 +149,38 @@ func decodeJSON(subject string, body []byte, seq uint64) (domain.Event, error) {
 		}
 		e.AggregateID = domain.CatalogueAggregateID
 		e.Data = domain.CataloguePermissionsSet{Permissions: nonNil(d.Permissions), Previous: nonNil(d.PreviousPermissions)}
+	case schemas.EventWebhookEndpointCreated, schemas.EventWebhookEndpointUpdated:
+		var d schemas.WebhookEndpointData
+		if err := json.Unmarshal(env.Data, &d); err != nil {
+			return bad(err)
+		}
+		e.AggregateID = d.ID
+		if env.Event == schemas.EventWebhookEndpointCreated {
+			e.Data = domain.WebhookEndpointCreated{EndpointID: d.ID, URL: d.URL, Events: nonNil(d.Events), Secret: d.SealedSecret}
+		} else {
+			e.Data = domain.WebhookEndpointUpdated{EndpointID: d.ID, URL: d.URL, Events: nonNil(d.Events)}
+		}
+	case schemas.EventWebhookEndpointSecretRotated:
+		var d schemas.WebhookSecretRotatedData
+		if err := json.Unmarshal(env.Data, &d); err != nil {
+			return bad(err)
+		}
+		e.AggregateID = d.ID
+		e.Data = domain.WebhookSecretRotated{EndpointID: d.ID, Secret: d.SealedSecret, PreviousExpiresAt: d.PreviousExpiresAt}
+	case schemas.EventWebhookEndpointDisabled, schemas.EventWebhookEndpointEnabled, schemas.EventWebhookEndpointDeleted:
+		var d schemas.WebhookEndpointStateData
+		if err := json.Unmarshal(env.Data, &d); err != nil {
+			return bad(err)
+		}
+		e.AggregateID = d.ID
+		switch env.Event {
+		case schemas.EventWebhookEndpointDisabled:
+			e.Data = domain.WebhookEndpointDisabled{EndpointID: d.ID, Reason: d.Reason}
+		case schemas.EventWebhookEndpointEnabled:
+			e.Data = domain.WebhookEndpointEnabled{EndpointID: d.ID}
+		default:
+			e.Data = domain.WebhookEndpointDeleted{EndpointID: d.ID}
+		}
 	default:
 		return domain.Event{}, fmt.Errorf("eventstore: decode seq %d: unknown event type %q", seq, env.Event)
 	}

@@ -40,6 +40,24 @@ func Public(e domain.Event) (schemas.PublicEvent, error) {
 	case domain.CataloguePermissionsSet:
 		typ = schemas.EventAPIKeyPermissionsSaved
 		data = schemas.PublicPermissionsUpdated{Permissions: nonNil(d.Permissions), PreviousPermissions: nonNil(d.Previous)}
+	case domain.WebhookEndpointCreated:
+		typ = schemas.EventWebhookEndpointCreated
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID, URL: d.URL, Events: nonNil(d.Events)}
+	case domain.WebhookEndpointUpdated:
+		typ = schemas.EventWebhookEndpointUpdated
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID, URL: d.URL, Events: nonNil(d.Events)}
+	case domain.WebhookSecretRotated:
+		typ = schemas.EventWebhookEndpointSecretRotated
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID}
+	case domain.WebhookEndpointDisabled:
+		typ = schemas.EventWebhookEndpointDisabled
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID, Reason: d.Reason}
+	case domain.WebhookEndpointEnabled:
+		typ = schemas.EventWebhookEndpointEnabled
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID}
+	case domain.WebhookEndpointDeleted:
+		typ = schemas.EventWebhookEndpointDeleted
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID}
 	default:
 		return schemas.PublicEvent{}, fmt.Errorf("eventstore: public: unknown event data %T", e.Data)
 	}

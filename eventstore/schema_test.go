@@ -196,6 +196,23 @@ func TestLedgerMessagesMatchSchemas(t *testing.T) {
 	}
 	appendOne(t, st, newEvent("org-B", "user_3", domain.Admin(), domain.MemberRemoved{UserID: "user_3"}), 0)
 
+	// A webhook endpoint's whole life, and LoadEndpoint folding it.
+	we := eventstore.NewID("we_")
+	wseq := appendOne(t, st, newEvent("", we, domain.Admin(), domain.WebhookEndpointCreated{EndpointID: we, URL: "https://hooks.example.com/kl", Events: []string{"api_key.created"}, Secret: "sealed-1"}), 0).Seq
+	for _, d := range []domain.EventData{
+		domain.WebhookEndpointUpdated{EndpointID: we, URL: "https://hooks.example.com/v2", Events: []string{"api_key.created", "api_key.revoked"}},
+		domain.WebhookSecretRotated{EndpointID: we, Secret: "sealed-2", PreviousExpiresAt: time.Now().Add(time.Hour).UTC()},
+		domain.WebhookEndpointDisabled{EndpointID: we, Reason: domain.DisabledGone},
+		domain.WebhookEndpointEnabled{EndpointID: we},
+	} {
+		wseq = appendOne(t, st, newEvent("", we, domain.Admin(), d), wseq).Seq
+	}
+	w, err := st.LoadEndpoint(ctx, we)
+	if err != nil || w.URL != "https://hooks.example.com/v2" || !w.Enabled || len(w.Secrets) != 2 || w.Secrets[0].Sealed != "sealed-2" || w.Version != wseq {
+		t.Fatalf("LoadEndpoint = %+v, %v", w, err)
+	}
+	appendOne(t, st, newEvent("", we, domain.Admin(), domain.WebhookEndpointDeleted{EndpointID: we}), wseq)
+
 	// Every message in the stream, read raw.
 	last := lastSeq(t, st)
 	raw := rawStream(t, env.nc, st.StreamName())

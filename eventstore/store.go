@@ -245,6 +245,20 @@ func (s *Store) LoadKey(ctx context.Context, org, keyID string) (*domain.Key, er
 	return k, nil
 }
 
+// LoadEndpoint rebuilds a webhook endpoint from its events; one that is not
+// in the ledger is domain.ErrNotFound.
+func (s *Store) LoadEndpoint(ctx context.Context, id string) (*domain.WebhookEndpoint, error) {
+	w := &domain.WebhookEndpoint{}
+	err := s.aggregateEvents(ctx, "", id, func(e domain.Event) { w.Apply(e) })
+	if err != nil {
+		return nil, err
+	}
+	if w.ID != id {
+		return nil, domain.ErrNotFound
+	}
+	return w, nil
+}
+
 // LoadCatalogue returns the permission catalogue (empty when never set).
 func (s *Store) LoadCatalogue(ctx context.Context) (*domain.Catalogue, error) {
 	c := &domain.Catalogue{Permissions: []string{}}

@@ -59,6 +59,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 	// emptied whatever happens.
 	changed := p.changed
 	defer clear(changed)
+	defer clear(p.epChanged) // kept only by a run that commits
 	p.orgKeys.reset()
 	p.userKeys.reset()
 	var catalogue *domain.Catalogue
@@ -107,6 +108,7 @@ func (p *Projection) Apply(events []domain.Event) error {
 	if catalogue != nil {
 		p.catalogue.Store(catalogue)
 	}
+	p.publishEndpoints()
 	p.mu.Lock()
 	p.applied = last
 	close(p.notify)
@@ -153,6 +155,18 @@ func (p *Projection) applyOne(b *pebble.Batch, changed map[string]*domain.Key, c
 		return b.Set([]byte(keyCatalogue), v, nil)
 	case domain.MemberRemoved:
 		// The revocations travel as their own events in the same batch.
+	case domain.WebhookEndpointCreated:
+		return p.applyEndpoint(b, d.EndpointID, e)
+	case domain.WebhookEndpointUpdated:
+		return p.applyEndpoint(b, d.EndpointID, e)
+	case domain.WebhookSecretRotated:
+		return p.applyEndpoint(b, d.EndpointID, e)
+	case domain.WebhookEndpointDisabled:
+		return p.applyEndpoint(b, d.EndpointID, e)
+	case domain.WebhookEndpointEnabled:
+		return p.applyEndpoint(b, d.EndpointID, e)
+	case domain.WebhookEndpointDeleted:
+		return p.applyEndpoint(b, d.EndpointID, e)
 	default:
 		return fmt.Errorf("%w: unknown event %T at seq %d", errCorrupt, e.Data, e.Seq)
 	}

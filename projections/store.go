@@ -392,6 +392,8 @@ type Projection struct {
 	log *slog.Logger
 
 	catalogue atomic.Pointer[domain.Catalogue]
+	endpoints atomic.Pointer[map[string]*domain.WebhookEndpoint]
+	epChanged map[string]*domain.WebhookEndpoint // endpoints a run changes
 
 	// applyMu makes Apply single-writer, as the index requires; it guards
 	// what Apply reuses from run to run.
@@ -429,7 +431,8 @@ func Open(cfg Config) (*Projection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", cfg.Dir, err)
 	}
-	p := &Projection{cfg: cfg, db: db, log: cfg.Log, idx: newIndex(), notify: make(chan struct{}), changed: map[string]*domain.Key{}}
+	p := &Projection{cfg: cfg, db: db, log: cfg.Log, idx: newIndex(), notify: make(chan struct{}), changed: map[string]*domain.Key{},
+		epChanged: map[string]*domain.WebhookEndpoint{}}
 	if custom {
 		p.usageNow = func() int64 { return cfg.Now().Unix() }
 	} else {
@@ -493,6 +496,9 @@ func (p *Projection) load() error {
 		return fmt.Errorf("projections: read catalogue: %w", err)
 	}
 	p.catalogue.Store(cat)
+	if err := p.loadEndpoints(); err != nil {
+		return err
+	}
 	used := map[string]int64{}
 	if err := p.scan(prefixLastUsed, func(k, v []byte) error {
 		if len(v) == 8 {

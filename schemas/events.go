@@ -57,3 +57,29 @@ type PermissionsUpdatedData struct {
 	Permissions         []string `json:"permissions"`
 	PreviousPermissions []string `json:"previous_permissions"`
 }
+
+// WebhookEndpointData is the data of webhook_endpoint.created and
+// webhook_endpoint.updated. SealedSecret (created only) is the signing
+// secret encrypted with the operator's webhook secret key: the ledger never
+// holds it in clear, and the public form never carries it.
+type WebhookEndpointData struct {
+	ID           string   `json:"id"`
+	URL          string   `json:"url"`
+	Events       []string `json:"events"`
+	SealedSecret string   `json:"sealed_secret,omitempty"`
+}
+
+// WebhookSecretRotatedData is the data of webhook_endpoint.secret_rotated:
+// the new sealed secret, and until when the previous one still signs.
+type WebhookSecretRotatedData struct {
+	ID                string    `json:"id"`
+	SealedSecret      string    `json:"sealed_secret"`
+	PreviousExpiresAt time.Time `json:"previous_expires_at"`
+}
+
+// WebhookEndpointStateData is the data of webhook_endpoint.disabled (with
+// a reason), .enabled and .deleted.
+type WebhookEndpointStateData struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason,omitempty"`
+}

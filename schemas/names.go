@@ -12,10 +12,21 @@ const (
 	EventAPIKeyRevoked          = "api_key.revoked"
 	EventMemberRemoved          = "organization_member.removed"
 	EventAPIKeyPermissionsSaved = "api_key_permissions.updated"
+
+	EventWebhookEndpointCreated       = "webhook_endpoint.created"
+	EventWebhookEndpointUpdated       = "webhook_endpoint.updated"
+	EventWebhookEndpointSecretRotated = "webhook_endpoint.secret_rotated"
+	EventWebhookEndpointDisabled      = "webhook_endpoint.disabled"
+	EventWebhookEndpointEnabled       = "webhook_endpoint.enabled"
+	EventWebhookEndpointDeleted       = "webhook_endpoint.deleted"
 )
 
 // EventTypes lists every event type, each with a schema in events/.
-var EventTypes = []string{EventAPIKeyCreated, EventAPIKeyRevoked, EventMemberRemoved, EventAPIKeyPermissionsSaved}
+var EventTypes = []string{
+	EventAPIKeyCreated, EventAPIKeyRevoked, EventMemberRemoved, EventAPIKeyPermissionsSaved,
+	EventWebhookEndpointCreated, EventWebhookEndpointUpdated, EventWebhookEndpointSecretRotated,
+	EventWebhookEndpointDisabled, EventWebhookEndpointEnabled, EventWebhookEndpointDeleted,
+}
 
 // EventVersion is the version of every event type's current data schema.
 const EventVersion = 1
@@ -45,6 +56,23 @@ func AggregateSubjects(org, aggregate string) string {
 		org = SystemOrganization
 	}
 	return SubjectRoot + "." + org + "." + aggregate + ".>"
+}
+
+// SubjectPublicRoot is the root of the public NATS subjects,
+// keyledger.public.<organization_id>.<event type>, which carry events in
+// their public form (PublicEvent) for security teams over core NATS. They
+// are outside the ledger stream. Event types hold a dot, so a
+// subscriber filters by type with keyledger.public.*.api_key.revoked and by
+// organization with keyledger.public.org_x.>.
+const SubjectPublicRoot = "keyledger.public"
+
+// PublicSubject returns the public subject of one event; operator-wide
+// events (no organization) go under SystemOrganization.
+func PublicSubject(org, eventType string) string {
+	if org == "" {
+		org = SystemOrganization
+	}
+	return SubjectPublicRoot + "." + org + "." + eventType
 }
 
 // SubjectUsage carries last-used reports (UsageReport) from embedded

@@ -67,6 +67,19 @@ type PublicPermissionsUpdated struct {
 	PreviousPermissions []string `json:"previous_permissions"`
 }
 
+// PublicWebhookEndpoint is the data of the public webhook_endpoint.*
+// events: never a secret, sealed or not.
+type PublicWebhookEndpoint struct {
+	Object string   `json:"object"` // "webhook_endpoint"
+	ID     string   `json:"id"`
+	URL    string   `json:"url,omitempty"`
+	Events []string `json:"events,omitempty"`
+	Reason string   `json:"reason,omitempty"` // of webhook_endpoint.disabled
+}
+
+// ObjectWebhookEndpoint is the `object` of a webhook endpoint.
+const ObjectWebhookEndpoint = "webhook_endpoint"
+
 // EventList is a page of the events feed.
 type EventList struct {
 	Object       string            `json:"object"` // "list"
