@@ -35,11 +35,37 @@ type Feed interface {
 	Events(ctx context.Context, q schemas.EventsQuery) ([]schemas.PublicEvent, error)
 }
 
+// Webhooks are the webhook endpoint commands.
+type Webhooks interface {
+	CreateEndpoint(ctx context.Context, actor domain.Actor, c domain.EndpointChange) (*domain.WebhookEndpoint, string, error)
+	UpdateEndpoint(ctx context.Context, actor domain.Actor, id string, c domain.EndpointChange) (*domain.WebhookEndpoint, error)
+	SetEndpointEnabled(ctx context.Context, actor domain.Actor, id string, enabled bool, reason string) (*domain.WebhookEndpoint, error)
+	DeleteEndpoint(ctx context.Context, actor domain.Actor, id string) error
+	RotateSecret(ctx context.Context, actor domain.Actor, id string) (*domain.WebhookEndpoint, string, error)
+}
+
+// WebhookQueries read the endpoints from this node's projection.
+type WebhookQueries interface {
+	Endpoint(ctx context.Context, id string) (*domain.WebhookEndpoint, error)
+	Endpoints(ctx context.Context) ([]*domain.WebhookEndpoint, error)
+}
+
+// Deliveries are the webhook delivery engine's log and recovery.
+type Deliveries interface {
+	Attempts(ctx context.Context, endpointID string, limit int) ([]schemas.WebhookAttempt, error)
+	Recover(ctx context.Context, endpointID string, since, until time.Time) (int, error)
+}
+
 // Config assembles a Server.
 type Config struct {
 	Commands Commands
 	Queries  Queries
 	Feed     Feed
+	// Webhooks, WebhookQueries and Deliveries serve /webhook_endpoints;
+	// without them those routes answer 404.
+	Webhooks       Webhooks
+	WebhookQueries WebhookQueries
+	Deliveries     Deliveries
 	// AdminKeyHash is the SHA-256 of the admin key.
 	AdminKeyHash [sha256.Size]byte
 	// Ready reports whether the projection has caught up with the ledger.
@@ -93,6 +119,14 @@ func (s *Server) routes() {
 	handle("PUT", "/api_key_permissions", s.admin(s.putCatalogue))
 	handle("DELETE", "/organizations/{org}/members/{user}", s.admin(s.removeMember))
 	handle("GET", "/events", s.admin(s.listEvents))
+	handle("POST", "/webhook_endpoints", s.admin(s.withWebhooks(s.createEndpoint)))
+	handle("GET", "/webhook_endpoints", s.admin(s.withWebhooks(s.listEndpoints)))
+	handle("GET", "/webhook_endpoints/{id}", s.admin(s.withWebhooks(s.getEndpoint)))
+	handle("PATCH", "/webhook_endpoints/{id}", s.admin(s.withWebhooks(s.updateEndpoint)))
+	handle("DELETE", "/webhook_endpoints/{id}", s.admin(s.withWebhooks(s.deleteEndpoint)))
+	handle("POST", "/webhook_endpoints/{id}/rotate_secret", s.admin(s.withWebhooks(s.rotateSecret)))
+	handle("GET", "/webhook_endpoints/{id}/attempts", s.admin(s.withWebhooks(s.listAttempts)))
+	handle("POST", "/webhook_endpoints/{id}/recover", s.admin(s.withWebhooks(s.recoverDeliveries)))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "route_not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	})

@@ -105,3 +105,82 @@ type UsageEntry struct {
 	ID         string    `json:"id"`
 	LastUsedAt time.Time `json:"last_used_at"`
 }
+
+// WebhookEndpoint is the API's webhook endpoint object. Secret is set only
+// in the answers of create and rotate_secret.
+type WebhookEndpoint struct {
+	Object         string    `json:"object"` // "webhook_endpoint"
+	ID             string    `json:"id"`
+	URL            string    `json:"url"`
+	Events         []string  `json:"events"`
+	Status         string    `json:"status"` // enabled or disabled
+	DisabledReason *string   `json:"disabled_reason"`
+	Secret         *string   `json:"secret,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// Webhook endpoint statuses.
+const (
+	WebhookEnabled  = "enabled"
+	WebhookDisabled = "disabled"
+)
+
+// WebhookEndpointList is every webhook endpoint.
+type WebhookEndpointList struct {
+	Object       string            `json:"object"`
+	Data         []WebhookEndpoint `json:"data"`
+	ListMetadata ListMetadata      `json:"list_metadata"`
+}
+
+// CreateWebhookEndpointRequest is the body of POST /webhook_endpoints.
+type CreateWebhookEndpointRequest struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+}
+
+// UpdateWebhookEndpointRequest is the body of PATCH
+// /webhook_endpoints/{id}; absent fields stay as they are.
+type UpdateWebhookEndpointRequest struct {
+	URL    *string  `json:"url,omitempty"`
+	Events []string `json:"events,omitempty"`
+	Status *string  `json:"status,omitempty"` // enabled or disabled
+}
+
+// DeletedObject answers a delete.
+type DeletedObject struct {
+	Object  string `json:"object"`
+	ID      string `json:"id"`
+	Deleted bool   `json:"deleted"`
+}
+
+// WebhookAttempt is one delivery attempt in an endpoint's log.
+type WebhookAttempt struct {
+	Object      string    `json:"object"` // "webhook_attempt"
+	EndpointID  string    `json:"endpoint_id"`
+	EventID     string    `json:"event_id"`
+	Attempt     int       `json:"attempt"`
+	AttemptedAt time.Time `json:"attempted_at"`
+	Status      *int      `json:"status"` // the receiver's HTTP status; null when none came
+	LatencyMs   float64   `json:"latency_ms"`
+	Error       string    `json:"error,omitempty"`
+	Final       bool      `json:"final"`
+	Delivered   bool      `json:"delivered"`
+}
+
+// WebhookAttemptList is a page of an endpoint's attempt log, newest first.
+type WebhookAttemptList struct {
+	Object string           `json:"object"`
+	Data   []WebhookAttempt `json:"data"`
+}
+
+// RecoverRequest is the body of POST /webhook_endpoints/{id}/recover.
+type RecoverRequest struct {
+	RangeStart time.Time `json:"range_start"`
+	RangeEnd   time.Time `json:"range_end"`
+}
+
+// RecoverResponse says how many failed deliveries were sent again.
+type RecoverResponse struct {
+	Recovered int `json:"recovered"`
+}

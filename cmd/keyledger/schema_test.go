@@ -30,6 +30,28 @@ func TestEveryAppendedEventMatchesItsSchema(t *testing.T) {
 	}
 	call(t, "DELETE", s.url+"/organizations/org_1/members/user_ada", nil, nil)
 	call(t, "DELETE", s.url+"/organizations/org_1/members/user_nobody", nil, nil)
+	// A webhook endpoint's whole life; its secrets never reach the ledger in clear.
+	var we schemas.WebhookEndpoint
+	if status, raw := call(t, "POST", s.url+"/webhook_endpoints", `{"url":"http://127.0.0.1:9/hook","events":["api_key.created"]}`, &we); status != 201 || we.Secret == nil {
+		t.Fatalf("create endpoint: %d %s", status, raw)
+	}
+	values = append(values, *we.Secret)
+	for _, step := range []struct{ method, path, body string }{
+		{"PATCH", "", `{"events":["api_key.created","api_key.revoked"]}`},
+		{"POST", "/rotate_secret", ``},
+		{"PATCH", "", `{"status":"disabled"}`},
+		{"PATCH", "", `{"status":"enabled"}`},
+		{"DELETE", "", ``},
+	} {
+		var out schemas.WebhookEndpoint
+		status, raw := call(t, step.method, s.url+"/webhook_endpoints/"+we.ID+step.path, step.body, &out)
+		if status != 200 {
+			t.Fatalf("%s %s: %d %s", step.method, step.path, status, raw)
+		}
+		if out.Secret != nil {
+			values = append(values, *out.Secret)
+		}
+	}
 
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()

@@ -39,6 +39,14 @@ type Config struct {
 	// ValidatorPassword is the embedded NATS server's "validator" user's
 	// password, from KEYLEDGER_NATS_VALIDATOR_PASSWORD only.
 	ValidatorPassword string
+
+	// Webhooks: the SSRF allowlist, the retry schedule (empty: the
+	// default), how long an endpoint may fail before it is disabled, and
+	// the key that seals signing secrets (KEYLEDGER_WEBHOOK_SECRET_KEY).
+	WebhookAllow        string
+	WebhookSchedule     []time.Duration
+	WebhookDisableAfter time.Duration
+	WebhookSecretKey    string
 }
 
 // Validate checks a config, reporting every problem at once.
@@ -55,6 +63,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATSListen != "" && c.NATSURL == "" && len(c.ValidatorPassword) < 24 {
 		errs = append(errs, errors.New("--nats-listen needs KEYLEDGER_NATS_VALIDATOR_PASSWORD (at least 24 characters): the password of the read-only NATS user embedded validators connect as"))
+	}
+	if _, err := parseAllow(c.WebhookAllow); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AdminKey != "" && len(c.AdminKey) < 24 {
 		errs = append(errs, errors.New("KEYLEDGER_ADMIN_KEY must be at least 24 characters"))
@@ -101,9 +112,22 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.Stream, "stream", env("KEYLEDGER_STREAM", "KEYLEDGER"), "name of the ledger stream (KEYLEDGER_STREAM)")
 	fs.StringVar(&c.KeyPrefix, "key-prefix", env("KEYLEDGER_KEY_PREFIX", domain.PrefixLive), "prefix of new keys, sk_live or sk_test (KEYLEDGER_KEY_PREFIX)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KEYLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (KEYLEDGER_LOG_LEVEL)")
+	fs.StringVar(&c.WebhookAllow, "webhook-allow", env("KEYLEDGER_WEBHOOK_ALLOW", ""), "comma-separated CIDRs webhooks may reach although private, loopback or link-local (KEYLEDGER_WEBHOOK_ALLOW)")
+	schedule := fs.String("webhook-retry-schedule", env("KEYLEDGER_WEBHOOK_RETRY_SCHEDULE", ""), "comma-separated delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h) (KEYLEDGER_WEBHOOK_RETRY_SCHEDULE)")
+	disableAfter := fs.String("webhook-disable-after", env("KEYLEDGER_WEBHOOK_DISABLE_AFTER", "120h"), "disable an endpoint failing continuously this long (KEYLEDGER_WEBHOOK_DISABLE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
+	var err error
+	if c.WebhookSchedule, err = parseSchedule(*schedule); err != nil {
+		fmt.Fprintln(m.stderr, err)
+		return errUsage
+	}
+	if c.WebhookDisableAfter, err = time.ParseDuration(*disableAfter); err != nil {
+		fmt.Fprintf(m.stderr, "--webhook-disable-after: %v\n", err)
+		return errUsage
+	}
+	c.WebhookSecretKey = os.Getenv("KEYLEDGER_WEBHOOK_SECRET_KEY")
 	if fs.NArg() > 0 {
 		fmt.Fprintf(m.stderr, "unexpected arguments: %v\n", fs.Args())
 		return errUsage
@@ -234,10 +258,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		return nil
 	}
-	handler := api.New(api.Config{Commands: svc, Queries: proj, Feed: l.store, AdminKeyHash: adminHash, Ready: ready, Log: m.log})
+	out, err := m.openOutbound(ctx, l, proj)
+	if err != nil {
+		return err
+	}
+	handler := api.New(api.Config{
+		Commands: svc, Queries: proj, Feed: l.store,
+		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
+		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
+	})
 	srv := api.NewHTTPServer(handler, m.log)
 	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {
+		out.nc.Close()
 		return fmt.Errorf("http listen: %w", err)
 	}
 	m.addrMu.Lock()
@@ -256,6 +289,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			projErr <- err
 		}
 	}()
+	// The outbound side stops before the projector: the webhook fan-out
+	// waits on the projection.
+	outCtx, stopOutbound := context.WithCancel(context.Background())
+	outDone := make(chan error, 1)
+	go func() { outDone <- out.run(outCtx, m) }()
 	go func() {
 		defer workers.Done()
 		_ = proj.RunUsageFlusher(runCtx, 10*time.Second)
@@ -276,6 +314,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	defer cancel()
 	if serr := srv.Shutdown(shutCtx); serr != nil {
 		m.log.Warn("http shutdown", "err", serr)
+	}
+	stopOutbound()
+	if oerr := <-outDone; oerr != nil {
+		m.log.Warn("outbound stopped with an error", "err", oerr)
 	}
 	stopWorkers()
 	workers.Wait()
