@@ -82,6 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 	v := &Validator{cfg: cfg, log: cfg.Log, epoch: time.Now()}
 	opts := append([]nats.Option{
 		nats.Name("keyledger-embedded-validator"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.CustomInboxPrefix(eventstore.ValidatorInboxPrefix),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { cfg.Log.Warn("embedded: nats disconnected", "err", err) }),
 		nats.ReconnectHandler(func(*nats.Conn) { cfg.Log.Info("embedded: nats reconnected") }),
 	}, cfg.NATSOptions...)

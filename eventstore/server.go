@@ -31,11 +31,26 @@ type EmbeddedConfig struct {
 	// Stream is the ledger stream the validator user may read; default
 	// schemas.DefaultStreamName.
 	Stream string
+	// SubscriberPassword, when set (at least 24 characters), enables the
+	// read-only NATS user "subscriber" for security teams: it may subscribe
+	// to the public subjects (keyledger.public.>) and nothing else: it
+	// publishes nothing, cannot use the JetStream API, cannot read the
+	// ledger nor anyone's inbox. Only used when Listen is set.
+	SubscriberPassword string
 }
 
 // ValidatorUser is the NATS user of embedded validators on an embedded
 // server that listens.
 const ValidatorUser = "validator"
+
+// ValidatorInboxPrefix is the inbox prefix embedded validators use
+// (nats.CustomInboxPrefix), the only subjects the validator user may
+// subscribe to.
+const ValidatorInboxPrefix = "_INBOX_keyledger_validator"
+
+// SubscriberUser is the read-only NATS user of security teams on an
+// embedded server that listens (EmbeddedConfig.SubscriberPassword).
+const SubscriberUser = "subscriber"
 
 // Embedded is an in-process NATS server. When it listens for clients it
 // requires a user: this process connects as an internal user whose random
@@ -70,6 +85,9 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 		if len(cfg.ValidatorPassword) < 24 {
 			return nil, errors.New("eventstore: an embedded server that listens needs a validator password of at least 24 characters")
 		}
+		if cfg.SubscriberPassword != "" && len(cfg.SubscriberPassword) < 24 {
+			return nil, errors.New("eventstore: the subscriber password must be at least 24 characters")
+		}
 		raw := make([]byte, 32)
 		if _, err := rand.Read(raw); err != nil {
 			return nil, fmt.Errorf("eventstore: %w", err)
@@ -82,6 +100,9 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 		opts.Users = []*server.User{
 			{Username: internalUser, Password: e.internalPassword},
 			{Username: ValidatorUser, Password: cfg.ValidatorPassword, Permissions: validatorPermissions(stream)},
+		}
+		if cfg.SubscriberPassword != "" {
+			opts.Users = append(opts.Users, &server.User{Username: SubscriberUser, Password: cfg.SubscriberPassword, Permissions: subscriberPermissions()})
 		}
 	}
 	ns, err := server.NewServer(opts)
@@ -115,7 +136,29 @@ func validatorPermissions(stream string) *server.Permissions {
 			api + "DIRECT.GET." + stream + ".>",
 			schemas.SubjectUsage,
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		// Its own inbox prefix only: a subscription to _INBOX.> would see the
+		// replies meant for keyledger's own connections.
+		Subscribe: &server.SubjectPermission{Allow: []string{ValidatorInboxPrefix + ".>"}},
+	}
+}
+
+// subscriberPermissions let a client subscribe to the public subjects and
+// publish nothing at all: no ledger subject, no JetStream API (so no stream
+// info, no consumer, no direct get), no usage report, no request.
+//
+// It gets no inbox either: every user of the server shares one account, so
+// a subscription to _INBOX.> would receive the replies meant for the other
+// connections, among them the ledger events (with key hashes) JetStream
+// delivers to this process's consumers. Plain subscribing (nats sub) needs
+// no inbox. The deny list holds the ledger, the JetStream API and the
+// inboxes outright, so a later widening of the allow list cannot open them.
+func subscriberPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Deny: []string{">"}},
+		Subscribe: &server.SubjectPermission{
+			Allow: []string{schemas.SubjectPublicRoot + ".>"},
+			Deny:  []string{schemas.SubjectRoot + ".>", "$JS.>", "_INBOX.>"},
+		},
 	}
 }
 

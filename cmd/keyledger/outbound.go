@@ -222,7 +222,7 @@ func (m *Main) openOutbound(ctx context.Context, l *ledger, proj *projections.Pr
 	if err != nil {
 		return nil, err
 	}
-	o.routes = append(o.routes, consumers.WebhookFanOut(proj, o.engine))
+	o.routes = append(o.routes, consumers.WebhookFanOut(proj, o.engine), consumers.PublicSubjects(l.nc))
 	return o, nil
 }
 

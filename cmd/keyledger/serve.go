@@ -39,6 +39,10 @@ type Config struct {
 	// ValidatorPassword is the embedded NATS server's "validator" user's
 	// password, from KEYLEDGER_NATS_VALIDATOR_PASSWORD only.
 	ValidatorPassword string
+	// SubscriberPassword is the embedded NATS server's read-only
+	// "subscriber" user's password (public subjects only), from
+	// KEYLEDGER_NATS_SUBSCRIBER_PASSWORD only; empty: no such user.
+	SubscriberPassword string
 
 	// Webhooks: the SSRF allowlist, the retry schedule (empty: the
 	// default), how long an endpoint may fail before it is disabled, and
@@ -63,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATSListen != "" && c.NATSURL == "" && len(c.ValidatorPassword) < 24 {
 		errs = append(errs, errors.New("--nats-listen needs KEYLEDGER_NATS_VALIDATOR_PASSWORD (at least 24 characters): the password of the read-only NATS user embedded validators connect as"))
+	}
+	if c.SubscriberPassword != "" && len(c.SubscriberPassword) < 24 {
+		errs = append(errs, errors.New("KEYLEDGER_NATS_SUBSCRIBER_PASSWORD must be at least 24 characters"))
 	}
 	if _, err := parseAllow(c.WebhookAllow); err != nil {
 		errs = append(errs, err)
@@ -134,6 +141,7 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	c.AdminKey = os.Getenv("KEYLEDGER_ADMIN_KEY")
 	c.ValidatorPassword = os.Getenv("KEYLEDGER_NATS_VALIDATOR_PASSWORD")
+	c.SubscriberPassword = os.Getenv("KEYLEDGER_NATS_SUBSCRIBER_PASSWORD")
 	m.log = newLogger(m.stderr, c.LogLevel)
 	return c.Validate()
 }
@@ -153,7 +161,8 @@ func (m *Main) openLedger(ctx context.Context) (*ledger, error) {
 		l.nc, err = eventstore.Connect(m.Config.NATSURL, m.log)
 	} else {
 		l.ns, err = eventstore.StartEmbedded(eventstore.EmbeddedConfig{
-			Dir: m.Config.Data, Listen: m.Config.NATSListen, ValidatorPassword: m.Config.ValidatorPassword, Stream: m.Config.Stream,
+			Dir: m.Config.Data, Listen: m.Config.NATSListen, ValidatorPassword: m.Config.ValidatorPassword,
+			SubscriberPassword: m.Config.SubscriberPassword, Stream: m.Config.Stream,
 		}, m.log)
 		if err == nil {
 			l.nc, err = eventstore.ConnectEmbedded(l.ns)
