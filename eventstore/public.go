@@ -3,6 +3,7 @@ package eventstore
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/schemas"
@@ -42,10 +43,10 @@ func Public(e domain.Event) (schemas.PublicEvent, error) {
 		data = schemas.PublicPermissionsUpdated{Permissions: nonNil(d.Permissions), PreviousPermissions: nonNil(d.Previous)}
 	case domain.WebhookEndpointCreated:
 		typ = schemas.EventWebhookEndpointCreated
-		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID, URL: d.URL, Events: nonNil(d.Events)}
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID, URL: redactURL(d.URL), Events: nonNil(d.Events)}
 	case domain.WebhookEndpointUpdated:
 		typ = schemas.EventWebhookEndpointUpdated
-		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID, URL: d.URL, Events: nonNil(d.Events)}
+		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID, URL: redactURL(d.URL), Events: nonNil(d.Events)}
 	case domain.WebhookSecretRotated:
 		typ = schemas.EventWebhookEndpointSecretRotated
 		data = schemas.PublicWebhookEndpoint{Object: schemas.ObjectWebhookEndpoint, ID: d.EndpointID}
@@ -73,4 +74,19 @@ func Public(e domain.Event) (schemas.PublicEvent, error) {
 		out.Context.OrganizationID = &org
 	}
 	return out, nil
+}
+
+// redactURL keeps a webhook URL's scheme and host: paths and queries often
+// carry tokens (chat webhooks do), and the public form reaches audit sinks
+// and subscribers. The admin sees the whole URL through the API.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	out := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return out
 }

@@ -213,6 +213,20 @@ func (m *Main) openOutbound(ctx context.Context, l *ledger, proj *projections.Pr
 	if err != nil {
 		return nil, err
 	}
+	// Audit sinks, opened at start: one that cannot open stops the start.
+	sinkCfgs, err := consumers.ParseSinks(m.Config.AuditSinks)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range sinkCfgs {
+		c, closer, err := consumers.NewSink(sc, m.stdout, m.log)
+		if err != nil {
+			o.closeSinks()
+			return nil, err
+		}
+		o.sinks = append(o.sinks, closer.Close)
+		o.routes = append(o.routes, c)
+	}
 	// The router drains its connection when it stops: one of its own.
 	if l.ns != nil {
 		o.nc, err = eventstore.ConnectEmbedded(l.ns)
@@ -220,6 +234,7 @@ func (m *Main) openOutbound(ctx context.Context, l *ledger, proj *projections.Pr
 		o.nc, err = eventstore.Connect(m.Config.NATSURL, m.log)
 	}
 	if err != nil {
+		o.closeSinks()
 		return nil, err
 	}
 	o.routes = append(o.routes, consumers.WebhookFanOut(proj, o.engine), consumers.PublicSubjects(l.nc))
@@ -235,10 +250,14 @@ func (o *outbound) run(ctx context.Context, m *Main) error {
 	}()
 	err := errors.Join(<-errc, <-errc)
 	o.nc.Close()
+	return errors.Join(err, o.closeSinks())
+}
+
+func (o *outbound) closeSinks() error {
+	var errs []error
 	for _, c := range o.sinks {
-		if cerr := c(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
+		errs = append(errs, c())
 	}
-	return err
+	o.sinks = nil
+	return errors.Join(errs...)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/api"
+	"github.com/keyledger/keyledger/consumers"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/projections"
@@ -51,6 +52,10 @@ type Config struct {
 	WebhookSchedule     []time.Duration
 	WebhookDisableAfter time.Duration
 	WebhookSecretKey    string
+
+	// AuditSinks are audit sink specs (consumers.ParseSink): --audit-sink,
+	// repeatable, else KEYLEDGER_AUDIT_SINKS, comma-separated.
+	AuditSinks []string
 }
 
 // Validate checks a config, reporting every problem at once.
@@ -70,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.SubscriberPassword != "" && len(c.SubscriberPassword) < 24 {
 		errs = append(errs, errors.New("KEYLEDGER_NATS_SUBSCRIBER_PASSWORD must be at least 24 characters"))
+	}
+	if _, err := consumers.ParseSinks(c.AuditSinks); err != nil {
+		errs = append(errs, fmt.Errorf("--audit-sink: %w", err))
 	}
 	if _, err := parseAllow(c.WebhookAllow); err != nil {
 		errs = append(errs, err)
@@ -122,8 +130,14 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.WebhookAllow, "webhook-allow", env("KEYLEDGER_WEBHOOK_ALLOW", ""), "comma-separated CIDRs webhooks may reach although private, loopback or link-local (KEYLEDGER_WEBHOOK_ALLOW)")
 	schedule := fs.String("webhook-retry-schedule", env("KEYLEDGER_WEBHOOK_RETRY_SCHEDULE", ""), "comma-separated delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h) (KEYLEDGER_WEBHOOK_RETRY_SCHEDULE)")
 	disableAfter := fs.String("webhook-disable-after", env("KEYLEDGER_WEBHOOK_DISABLE_AFTER", "120h"), "disable an endpoint failing continuously this long (KEYLEDGER_WEBHOOK_DISABLE_AFTER)")
+	var sinks specList
+	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	c.AuditSinks = consumers.SplitSinkSpecs(os.Getenv("KEYLEDGER_AUDIT_SINKS"))
+	if len(sinks) > 0 {
+		c.AuditSinks = sinks
 	}
 	var err error
 	if c.WebhookSchedule, err = parseSchedule(*schedule); err != nil {
@@ -145,6 +159,12 @@ func (m *Main) ParseFlags(args []string) error {
 	m.log = newLogger(m.stderr, c.LogLevel)
 	return c.Validate()
 }
+
+// specList is a repeatable string flag.
+type specList []string
+
+func (l *specList) String() string     { return strings.Join(*l, ",") }
+func (l *specList) Set(s string) error { *l = append(*l, s); return nil }
 
 // ledger is an open connection to the ledger: the embedded server if any,
 // the connection, and the store.
