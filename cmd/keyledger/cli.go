@@ -60,6 +60,10 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	idem := fs.String("idempotency-key", "", "makes a retried create return the same key")
 	types := fs.String("type", "", "events: comma-separated event types")
 	every := fs.Duration("poll", 500*time.Millisecond, "events tail: how often to ask for new events")
+	hookURL := fs.String("url", "", "webhooks: the endpoint's URL")
+	hookEvents := fs.String("events", "", "webhooks: comma-separated event types it receives")
+	since := fs.String("since", "", "webhooks recover: start of the range, RFC 3339")
+	until := fs.String("until", "", "webhooks recover: end of the range, RFC 3339 (default now)")
 	// Flags may follow positional arguments: keyledger keys revoke ID --reason leaked.
 	var pos []string
 	for {
@@ -164,6 +168,59 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return c.do(ctx, http.MethodGet, "/events?"+q.Encode(), nil, nil)
 		}
 		return c.tail(ctx, q, *every)
+	case "webhooks create":
+		if *hookURL == "" || *hookEvents == "" {
+			fmt.Fprintln(stderr, "keyledger webhooks create: --url and --events are required")
+			return errUsage
+		}
+		return c.do(ctx, http.MethodPost, "/webhook_endpoints", schemas.CreateWebhookEndpointRequest{URL: *hookURL, Events: splitList(*hookEvents)}, nil)
+	case "webhooks list":
+		return c.do(ctx, http.MethodGet, "/webhook_endpoints", nil, nil)
+	case "webhooks get", "webhooks delete", "webhooks rotate-secret", "webhooks attempts", "webhooks enable", "webhooks disable", "webhooks update":
+		if err := needPos(1); err != nil {
+			return err
+		}
+		path := "/webhook_endpoints/" + url.PathEscape(pos[0])
+		switch cmd {
+		case "webhooks get":
+			return c.do(ctx, http.MethodGet, path, nil, nil)
+		case "webhooks delete":
+			return c.do(ctx, http.MethodDelete, path, nil, nil)
+		case "webhooks rotate-secret":
+			return c.do(ctx, http.MethodPost, path+"/rotate_secret", nil, nil)
+		case "webhooks attempts":
+			if *limit > 0 {
+				path += "?limit=" + fmt.Sprint(*limit)
+			}
+			return c.do(ctx, http.MethodGet, path+"/attempts", nil, nil)
+		case "webhooks enable", "webhooks disable":
+			status := strings.TrimPrefix(cmd, "webhooks ") + "d"
+			return c.do(ctx, http.MethodPatch, path, schemas.UpdateWebhookEndpointRequest{Status: &status}, nil)
+		}
+		var req schemas.UpdateWebhookEndpointRequest
+		if *hookURL != "" {
+			req.URL = hookURL
+		}
+		if *hookEvents != "" {
+			req.Events = splitList(*hookEvents)
+		}
+		return c.do(ctx, http.MethodPatch, path, req, nil)
+	case "webhooks recover":
+		if err := needPos(1); err != nil {
+			return err
+		}
+		req := schemas.RecoverRequest{RangeEnd: time.Now().UTC()}
+		var err error
+		if req.RangeStart, err = time.Parse(time.RFC3339, *since); err != nil {
+			fmt.Fprintln(stderr, "keyledger webhooks recover: --since is required, RFC 3339")
+			return errUsage
+		}
+		if *until != "" {
+			if req.RangeEnd, err = time.Parse(time.RFC3339, *until); err != nil {
+				return fmt.Errorf("--until: %w", err)
+			}
+		}
+		return c.do(ctx, http.MethodPost, "/webhook_endpoints/"+url.PathEscape(pos[0])+"/recover", req, nil)
 	case "members remove":
 		if *org == "" || *user == "" {
 			fmt.Fprintln(stderr, "keyledger members remove: --org and --user are required")

@@ -123,3 +123,41 @@ func TestCLIEvents(t *testing.T) {
 		t.Fatalf("tail printed %q, want one api_key.revoked line", w.buf.String())
 	}
 }
+
+func TestCLIWebhooks(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	t.Setenv("KEYLEDGER_URL", s.url)
+	t.Setenv("KEYLEDGER_ADMIN_KEY", testAdminKey)
+	rcv := newReceiver(t)
+	out, err := runCmd(t, "webhooks", "create", "--url", rcv.srv.URL, "--events", "api_key.created")
+	var we schemas.WebhookEndpoint
+	if err != nil || json.Unmarshal(out, &we) != nil || we.Secret == nil {
+		t.Fatalf("webhooks create: %v\n%s", err, out)
+	}
+	steps := [][]string{
+		{"webhooks", "update", we.ID, "--events", "api_key.created,api_key.revoked"},
+		{"webhooks", "disable", we.ID},
+		{"webhooks", "enable", we.ID},
+		{"webhooks", "rotate-secret", we.ID},
+		{"webhooks", "attempts", we.ID, "--limit", "5"},
+		{"webhooks", "recover", we.ID, "--since", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)},
+		{"webhooks", "get", we.ID},
+		{"webhooks", "list"},
+	}
+	for _, args := range steps {
+		if out, err := runCmd(t, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	var got schemas.WebhookEndpoint
+	out, _ = runCmd(t, "webhooks", "get", we.ID)
+	if json.Unmarshal(out, &got) != nil || got.Status != "enabled" || len(got.Events) != 2 || got.Secret != nil {
+		t.Fatalf("after the steps: %s", out)
+	}
+	if out, err := runCmd(t, "webhooks", "delete", we.ID); err != nil {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+	if _, err := runCmd(t, "webhooks", "get", we.ID); err == nil {
+		t.Fatal("get after delete succeeded")
+	}
+}

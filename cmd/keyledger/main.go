@@ -59,6 +59,9 @@ Usage:
   keyledger members remove --org ORG --user USER
   keyledger events list [--type T,...] [--org ORG] [--after CURSOR] [--limit N]
   keyledger events tail [--type T,...] [--org ORG] [--after CURSOR]   follow the feed live
+  keyledger webhooks create --url URL --events T,...   a webhook endpoint; prints its secret once
+  keyledger webhooks list | get ID | update ID [--url U] [--events T,...] | enable ID | disable ID | delete ID
+  keyledger webhooks rotate-secret ID | attempts ID [--limit N] | recover ID --since T [--until T]
   keyledger bench [--quick] [--json] [--only SCENARIOS]   measure against the references
 
 Run 'keyledger COMMAND -h' for the flags of a command. The commands that talk
@@ -90,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return m.Rebuild(ctx)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
-	case "keys", "validate", "permissions", "members", "events":
+	case "keys", "validate", "permissions", "members", "events", "webhooks":
 		return runCLI(ctx, args, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
