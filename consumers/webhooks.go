@@ -15,9 +15,11 @@ type EndpointSource interface {
 	Endpoints(ctx context.Context) ([]*domain.WebhookEndpoint, error)
 }
 
-// Enqueuer queues one delivery durably (the webhook engine).
+// Enqueuer queues one delivery durably (the webhook engine), and forgets
+// a deleted endpoint's queue.
 type Enqueuer interface {
 	Enqueue(ctx context.Context, endpointID string, ev schemas.PublicEvent) error
+	Forget(ctx context.Context, endpointID string) error
 }
 
 // WebhookFanOut queues each event for every enabled endpoint that
@@ -30,6 +32,12 @@ func WebhookFanOut(src EndpointSource, q Enqueuer) Consumer {
 		// consumer, and an endpoint created just before must get it.
 		if err := src.WaitApplied(ctx, e.Seq); err != nil {
 			return fmt.Errorf("consumers: webhooks: %w", err)
+		}
+		if d, ok := e.Data.(domain.WebhookEndpointDeleted); ok {
+			// Its worker stopped already; its queue and consumer go now.
+			if err := q.Forget(ctx, d.EndpointID); err != nil {
+				return fmt.Errorf("consumers: webhooks: forget %s: %w", d.EndpointID, err)
+			}
 		}
 		all, err := src.Endpoints(ctx)
 		if err != nil {
