@@ -13,7 +13,8 @@ import (
 )
 
 // listEvents serves the events feed: GET /events?events=&organization_id=
-// &after=&limit=&range_start=&range_end=&order=asc, in ledger order.
+// &after=&limit=&range_start=&range_end=&order=, in ledger order (oldest
+// first, or newest first with order=desc).
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ domain.Actor) {
 	if s.cfg.Feed == nil {
 		writeError(w, http.StatusNotFound, "route_not_found", "the events feed is not served here")
@@ -48,8 +49,10 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ domain.Act
 	}
 	switch q.Get("order") {
 	case "", "asc":
+	case "desc":
+		eq.Descending = true
 	default:
-		writeError(w, http.StatusBadRequest, "invalid_order", "the feed is in ledger order, oldest first: order must be asc")
+		writeError(w, http.StatusBadRequest, "invalid_order", "order must be asc (oldest first, the default) or desc")
 		return
 	}
 	if v := q.Get("after"); v != "" {
@@ -86,8 +89,9 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ domain.Act
 	if out.Data == nil {
 		out.Data = []schemas.PublicEvent{}
 	}
-	// The cursor moves past what this page returned; an empty page keeps
-	// the caller's, so a follower polls with the same cursor until more come.
+	// The cursor moves past what this page returned (in its order); an
+	// empty page keeps the caller's, so a follower polls with the same
+	// cursor until more come.
 	switch {
 	case len(events) > 0:
 		c := eventCursor(events[len(events)-1].Context.LedgerSequence)

@@ -18,8 +18,59 @@ func (s *Store) Events(ctx context.Context, q schemas.EventsQuery) ([]schemas.Pu
 	if q.Limit <= 0 {
 		return nil, nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: feedSubjects(q), DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: q.AfterSeq + 1}
-	if q.AfterSeq == 0 && !q.RangeStart.IsZero() {
+	if q.Descending {
+		return s.eventsDescending(ctx, q)
+	}
+	return s.eventsFrom(ctx, q, q.AfterSeq+1, q.Limit)
+}
+
+// eventsDescending reads newest first, before q.AfterSeq (or from the end):
+// JetStream reads forwards only, so it reads windows of the ledger that
+// grow backwards until it has a page, and returns the page's newest events
+// first. Events are never reordered or reused, so paging this way never
+// skips or repeats one either.
+func (s *Store) eventsDescending(ctx context.Context, q schemas.EventsQuery) ([]schemas.PublicEvent, error) {
+	end := q.AfterSeq // exclusive
+	if end == 0 {
+		last, err := s.LastSeq(ctx)
+		if err != nil {
+			return nil, err
+		}
+		end = last + 1
+	}
+	var found []schemas.PublicEvent // oldest first, all before end
+	window := uint64(4 * q.Limit)
+	const maxWindow = 4096 // one fetch at most
+	for hi := end; hi > 1 && len(found) < q.Limit; window = min(2*window, maxWindow) {
+		lo := uint64(1)
+		if hi > window {
+			lo = hi - window
+		}
+		part, err := s.eventsFrom(ctx, schemas.EventsQuery{Types: q.Types, OrganizationID: q.OrganizationID,
+			RangeStart: q.RangeStart, RangeEnd: q.RangeEnd}, lo, int(hi-lo))
+		if err != nil {
+			return nil, err
+		}
+		var in []schemas.PublicEvent
+		for _, e := range part {
+			if e.Context.LedgerSequence < hi {
+				in = append(in, e)
+			}
+		}
+		found = append(in, found...)
+		hi = lo
+	}
+	out := make([]schemas.PublicEvent, 0, q.Limit)
+	for i := len(found) - 1; i >= 0 && len(out) < q.Limit; i-- {
+		out = append(out, found[i])
+	}
+	return out, nil
+}
+
+// eventsFrom reads up to limit matching events from sequence from on.
+func (s *Store) eventsFrom(ctx context.Context, q schemas.EventsQuery, from uint64, limit int) ([]schemas.PublicEvent, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: feedSubjects(q), DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	if from <= 1 && !q.RangeStart.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartTimePolicy, 0
 		start := q.RangeStart
 		cfg.OptStartTime = &start
@@ -28,11 +79,11 @@ func (s *Store) Events(ctx context.Context, q schemas.EventsQuery) ([]schemas.Pu
 	if err != nil {
 		return nil, mapErr("events", err)
 	}
-	batch, err := cons.FetchNoWait(q.Limit)
+	batch, err := cons.FetchNoWait(limit)
 	if err != nil {
 		return nil, mapErr("events", err)
 	}
-	out := make([]schemas.PublicEvent, 0, q.Limit)
+	out := make([]schemas.PublicEvent, 0, min(limit, 256))
 	done := false
 	for msg := range batch.Messages() {
 		if done {

@@ -98,8 +98,9 @@ type EventListMetadata struct {
 type EventsQuery struct {
 	Types          []string // empty: every type
 	OrganizationID string   // empty: every organization and operator-wide events
-	AfterSeq       uint64   // only events after this ledger sequence
+	AfterSeq       uint64   // only events after this ledger sequence (before it, when Descending)
 	Limit          int
+	Descending     bool // newest first
 	RangeStart     time.Time // zero: from the beginning
 	RangeEnd       time.Time // zero: up to now; exclusive
 }

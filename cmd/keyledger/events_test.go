@@ -108,6 +108,31 @@ func TestEventsFeedFilters(t *testing.T) {
 	if len(until.Data) != 1 || !strings.Contains(string(until.Data[0].Data), a.ID) {
 		t.Fatalf("created before %v: %+v", mid, until.Data)
 	}
+	// Newest first, paged by the cursor: the same events, reversed.
+	var desc []string
+	after := ""
+	for {
+		page := listEvents(t, s.url, "order=desc&limit=3&after="+after)
+		for _, e := range page.Data {
+			desc = append(desc, e.ID)
+		}
+		if len(page.Data) == 0 {
+			break
+		}
+		after = *page.ListMetadata.After
+	}
+	if len(desc) != len(all.Data) {
+		t.Fatalf("desc pages hold %d events, want %d", len(desc), len(all.Data))
+	}
+	for i, e := range all.Data {
+		if desc[len(desc)-1-i] != e.ID {
+			t.Fatalf("desc order %v is not the reverse of %v", desc, all.Data)
+		}
+	}
+	if rev := listEvents(t, s.url, "order=desc&events=api_key.created&organization_id=org_b"); len(rev.Data) != 1 || !strings.Contains(string(rev.Data[0].Data), b.ID) {
+		t.Fatalf("desc filtered: %+v", rev.Data)
+	}
+
 	// Nothing leaves with a value or a hash.
 	raw, _ := json.Marshal(all)
 	for _, secret := range []string{*a.Value, *b.Value} {
@@ -119,8 +144,8 @@ func TestEventsFeedFilters(t *testing.T) {
 		t.Fatal("a hash is in the feed")
 	}
 	for q, code := range map[string]string{
-		"events=api_key.exploded": "invalid_event_type", "limit=0": "invalid_limit", "order=desc": "invalid_order",
-		"after=bm9wZQ": "invalid_cursor", "range_start=yesterday": "invalid_range", "organization_id=a.b": "invalid_organization_id",
+		"events=api_key.exploded": "invalid_event_type", "limit=0": "invalid_limit",
+		"order=sideways": "invalid_order", "after=bm9wZQ": "invalid_cursor", "range_start=yesterday": "invalid_range", "organization_id=a.b": "invalid_organization_id",
 	} {
 		status, body := call(t, "GET", s.url+"/events?"+q, nil, nil)
 		if status != 400 || errCode(t, body) != code {
