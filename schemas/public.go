@@ -100,7 +100,7 @@ type EventsQuery struct {
 	OrganizationID string   // empty: every organization and operator-wide events
 	AfterSeq       uint64   // only events after this ledger sequence (before it, when Descending)
 	Limit          int
-	Descending     bool // newest first
+	Descending     bool      // newest first
 	RangeStart     time.Time // zero: from the beginning
 	RangeEnd       time.Time // zero: up to now; exclusive
 }
