@@ -41,8 +41,8 @@ func DurableName(name string) string { return "keyledger_" + name }
 
 // Config configures the router.
 type Config struct {
-	// Conn is a connection for the router alone: Watermill drains it when
-	// the router stops.
+	// Conn is a connection for the router alone: it is drained and closed
+	// when the router stops.
 	Conn   *nats.Conn
 	Stream string // default schemas.DefaultStreamName
 	Log    *slog.Logger
@@ -140,7 +140,30 @@ func Run(ctx context.Context, cfg Config, consumers []Consumer) error {
 	for _, c := range consumers {
 		router.AddConsumerHandler(c.Name, c.Name, sub, handle(c, cfg.Log))
 	}
-	if err := router.Run(ctx); err != nil {
+	// Stopping: drain the connection first, while the router still takes
+	// messages, so that no delivery is in flight when the router closes.
+	// (watermill-nats v2.1.3 closes a subscription's output channel while a
+	// delivery may still be sending on it, which panics.)
+	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRouter()
+	done := make(chan error, 1)
+	go func() { done <- router.Run(routerCtx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("consumers: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	if err := cfg.Conn.Drain(); err == nil {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cfg.Conn.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	stopRouter()
+	if err := <-done; err != nil {
 		return fmt.Errorf("consumers: %w", err)
 	}
 	return nil

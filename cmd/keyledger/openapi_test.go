@@ -8,6 +8,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -361,6 +362,16 @@ func (o *openAPI) check(t *testing.T, ex apiExchange) {
 		return
 	}
 	_, pattern := o.routes.Handler(&http.Request{Method: ex.method, URL: u, Host: u.Host})
+	// A webhook signing secret is in the answers of a create and a
+	// rotation, once, and in no other answer.
+	shown := pattern == "POST /webhook_endpoints" && ex.status == http.StatusCreated ||
+		pattern == "POST /webhook_endpoints/{id}/rotate_secret" && ex.status == http.StatusOK
+	switch n := bytes.Count(ex.body, []byte("whsec_")); {
+	case shown && n != 1:
+		t.Errorf("%s: want exactly one webhook signing secret (whsec_), found %d", ex, n)
+	case !shown && n != 0:
+		t.Errorf("%s: a webhook signing secret (whsec_) leaks in this answer", ex)
+	}
 	var respPtr, opPtr, key string
 	if pattern == "" {
 		if ex.status != http.StatusNotFound {
@@ -466,6 +477,9 @@ func samplePath(pattern string) string {
 		case "{org}":
 			return "org_probe"
 		case "{id}":
+			if strings.HasPrefix(pattern, "/webhook_endpoints/") {
+				return "we_01J00000000000000000000000"
+			}
 			return "api_key_01J00000000000000000000000"
 		case "{user}":
 			return "user_probe"
@@ -596,6 +610,17 @@ var notTriggered = map[string]string{
 	"DELETE /organizations/{org}/members/{user} 409": "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
 	"DELETE /organizations/{org}/members/{user} 422": "too_many_keys needs a user with more than 999 active keys",
 	"GET /events 500":                                "an internal error (a bug, an undecodable event)",
+	"POST /webhook_endpoints 500":                    "an internal error (a bug, a broken disk, no randomness for a secret)",
+	"GET /webhook_endpoints 500":                     "an internal error (a bug: the list is read from memory)",
+	"GET /webhook_endpoints/{id} 500":                "an internal error (a bug: the endpoint is read from memory)",
+	"PATCH /webhook_endpoints/{id} 500":              "an internal error (a bug, a broken disk)",
+	"DELETE /webhook_endpoints/{id} 500":             "an internal error (a bug, a broken disk)",
+	"POST /webhook_endpoints/{id}/rotate_secret 500": "an internal error (a bug, a broken disk, no randomness for a secret)",
+	"GET /webhook_endpoints/{id}/attempts 500":       "an internal error (a bug, an unexpected answer of the delivery stream)",
+	"POST /webhook_endpoints/{id}/recover 500":       "an internal error (a bug, an unexpected answer of the delivery stream)",
+	"PATCH /webhook_endpoints/{id} 409":              "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
+	"POST /webhook_endpoints/{id}/rotate_secret 409": "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
+	"DELETE /webhook_endpoints/{id} 409":             "five conflicting attempts in a row; caused by the concurrent requests below, but not every time",
 }
 
 // Every answer the running server gives, for every route and every status
@@ -852,12 +877,278 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	}
 	expect(o.do(t, u, "GET", "/events?events=api_key.created,api_key.revoked&organization_id=org_1&limit=100&after="+*list.ListMetadata.After+"&range_start=2000-01-01T00:00:00Z&order=asc", nil), 200, "")
 	expect(o.do(t, u, "GET", "/events?range_end=2000-01-01T00:00:00Z", nil), 200, "")
+	if err := json.Unmarshal(expect(o.do(t, u, "GET", "/events?order=desc&limit=2", nil), 200, "").body, &list); err != nil || len(list.Data) != 2 || list.ListMetadata.After == nil {
+		t.Fatalf("newest first: %+v (%v), want 2 events and a cursor", list, err)
+	}
+	expect(o.do(t, u, "GET", "/events?order=desc&after="+*list.ListMetadata.After, nil), 200, "")
 	for q, code := range map[string]string{
 		"events=api_key.exploded": "invalid_event_type", "organization_id=a.b": "invalid_organization_id", "limit=101": "invalid_limit",
-		"order=desc": "invalid_order", "after=x": "invalid_cursor", "range_end=soon": "invalid_range",
+		"order=sideways": "invalid_order", "after=x": "invalid_cursor", "range_end=soon": "invalid_range",
 	} {
 		expect(o.do(t, u, "GET", "/events?"+q, nil), 400, code)
 	}
+
+	// Webhook endpoints. One receiver on 127.0.0.1 (the test server lets
+	// webhooks reach 127.0.0.0/8, and retries after 10 ms and 20 ms)
+	// answers by path: /ok 200, /gone 410, anything else 500; another
+	// address refuses connections.
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/ok":
+			w.WriteHeader(http.StatusOK)
+		case "/gone":
+			w.WriteHeader(http.StatusGone)
+		default:
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(receiver.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	refusedURL := closed.URL + "/hook"
+	closed.Close()
+	const hooks = "/webhook_endpoints"
+	asEndpoint := func(ex apiExchange) schemas.WebhookEndpoint {
+		t.Helper()
+		var e schemas.WebhookEndpoint
+		if err := json.Unmarshal(ex.body, &e); err != nil {
+			t.Fatalf("%s: %v", ex, err)
+		}
+		return e
+	}
+	createHook := func(url string, events ...string) schemas.WebhookEndpoint {
+		t.Helper()
+		e := asEndpoint(expect(o.do(t, u, "POST", hooks, schemas.CreateWebhookEndpointRequest{URL: url, Events: events}), 201, ""))
+		if e.Secret == nil || !strings.HasPrefix(*e.Secret, "whsec_") || e.Status != "enabled" || e.DisabledReason != nil {
+			t.Fatalf("create %s: %+v, want enabled with a secret", url, e)
+		}
+		return e
+	}
+	okHook := createHook(receiver.URL+"/ok", "api_key.revoked", "api_key.created", "api_key.created")
+	if !slices.Equal(okHook.Events, []string{"api_key.created", "api_key.revoked"}) {
+		t.Fatalf("events %v: want them sorted and deduplicated", okHook.Events)
+	}
+	failHook := createHook(receiver.URL+"/fail", "api_key.created")
+	goneHook := createHook(receiver.URL+"/gone", "api_key.created")
+	refusedHook := createHook(refusedURL, "api_key.created")
+	tooManyEvents := make([]string, domain.MaxEndpointEvents+1)
+	for i := range tooManyEvents {
+		tooManyEvents[i] = "api_key.created"
+	}
+	for body, code := range map[string]string{
+		``:   "invalid_json",
+		`[]`: "invalid_json",
+		`{"url":"` + receiver.URL + `/ok","events":["api_key.created"],"secret":"whsec_x"}`:                         "invalid_json",
+		`{"url":"` + strings.Repeat("a", 70<<10) + `"}`:                                                             "body_too_large",
+		`{"events":["api_key.created"]}`:                                                                            "invalid_webhook_url",
+		`{"url":"ftp://127.0.0.1/hook","events":["api_key.created"]}`:                                               "invalid_webhook_url",
+		`{"url":"http://user:pw@127.0.0.1/hook","events":["api_key.created"]}`:                                      "invalid_webhook_url",
+		`{"url":"http://127.0.0.1:99999/hook","events":["api_key.created"]}`:                                        "invalid_webhook_url",
+		`{"url":"http:///hook","events":["api_key.created"]}`:                                                       "invalid_webhook_url",
+		`{"url":"http://127.0.0.1/` + strings.Repeat("a", 2048) + `","events":["api_key.created"]}`:                 "invalid_webhook_url",
+		`{"url":"http://10.0.0.1/hook","events":["api_key.created"]}`:                                               "webhook_url_not_allowed",
+		`{"url":"http://169.254.169.254/latest/meta-data/","events":["api_key.created"]}`:                           "webhook_url_not_allowed",
+		`{"url":"https://[::1]/hook","events":["api_key.created"]}`:                                                 "webhook_url_not_allowed",
+		`{"url":"` + receiver.URL + `/ok"}`:                                                                         "invalid_events",
+		`{"url":"` + receiver.URL + `/ok","events":[]}`:                                                             "invalid_events",
+		`{"url":"` + receiver.URL + `/ok","events":["api_key.exploded"]}`:                                           "invalid_events",
+		string(mustJSON(t, schemas.CreateWebhookEndpointRequest{URL: receiver.URL + "/ok", Events: tooManyEvents})): "invalid_events",
+	} {
+		expect(o.do(t, u, "POST", hooks, body), 400, code)
+	}
+
+	// A key created after the endpoints: each receives its api_key.created.
+	beforeKey := time.Now().Add(-time.Second)
+	expect(o.do(t, u, "POST", keys, `{"name":"announced to webhooks"}`), 201, "")
+	attempts := func(id, query string) []schemas.WebhookAttempt {
+		t.Helper()
+		ex := expect(o.do(t, u, "GET", hooks+"/"+id+"/attempts"+query, nil), 200, "")
+		var l schemas.WebhookAttemptList
+		if err := json.Unmarshal(ex.body, &l); err != nil {
+			t.Fatalf("%s: %v", ex, err)
+		}
+		for i := 1; i < len(l.Data); i++ {
+			if l.Data[i].AttemptedAt.After(l.Data[i-1].AttemptedAt) {
+				t.Fatalf("%s: want the newest first", ex)
+			}
+		}
+		return l.Data
+	}
+	// waitFor polls until done says so: deliveries are asynchronous.
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !done(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30 s", what)
+			}
+		}
+	}
+	finals := func(as []schemas.WebhookAttempt) int {
+		n := 0
+		for _, a := range as {
+			if a.Final {
+				n++
+			}
+		}
+		return n
+	}
+	var got []schemas.WebhookAttempt
+	waitFor("a delivery to "+okHook.URL, func() bool { got = attempts(okHook.ID, ""); return len(got) > 0 })
+	if a := got[0]; len(got) != 1 || !a.Delivered || !a.Final || a.Status == nil || *a.Status != 200 || a.Attempt != 1 || a.EndpointID != okHook.ID {
+		t.Fatalf("attempts of %s: %+v, want one delivered", okHook.URL, got)
+	}
+	// A receiver answering 500: tried three times (the retries after 10 ms
+	// and 20 ms), the third final.
+	waitFor("a failed delivery to "+failHook.URL, func() bool { got = attempts(failHook.ID, ""); return finals(got) > 0 })
+	if len(got) != 3 || got[0].Attempt != 3 || got[1].Attempt != 2 || got[2].Attempt != 1 || finals(got) != 1 || !got[0].Final {
+		t.Fatalf("attempts of %s: %+v, want 3, the last final", failHook.URL, got)
+	}
+	for _, a := range got {
+		if a.Delivered || a.Status == nil || *a.Status != 500 || a.Error == "" || a.EventID != got[0].EventID {
+			t.Fatalf("attempts of %s: %+v, want failures with status 500", failHook.URL, got)
+		}
+	}
+	if page := attempts(failHook.ID, "?limit=1"); len(page) != 1 || page[0].Attempt != 3 || !page[0].Final || !page[0].AttemptedAt.Equal(got[0].AttemptedAt) {
+		t.Fatalf("limit=1: %+v, want the final attempt only", page)
+	}
+	attempts(failHook.ID, "?limit=1000")
+	// No answer at all: status null.
+	waitFor("a failed delivery to "+refusedURL, func() bool { got = attempts(refusedHook.ID, ""); return finals(got) > 0 })
+	if got[0].Status != nil || got[0].Error == "" || got[0].Delivered {
+		t.Fatalf("attempts of %s: %+v, want no status and an error", refusedURL, got)
+	}
+	// 410 Gone: final at once, and the endpoint is disabled.
+	waitFor("a delivery to "+goneHook.URL, func() bool { got = attempts(goneHook.ID, ""); return finals(got) > 0 })
+	if len(got) != 1 || got[0].Status == nil || *got[0].Status != 410 {
+		t.Fatalf("attempts of %s: %+v, want one final 410", goneHook.URL, got)
+	}
+	waitFor(goneHook.URL+" disabled", func() bool {
+		e := asEndpoint(expect(o.do(t, u, "GET", hooks+"/"+goneHook.ID, nil), 200, ""))
+		return e.Status == "disabled" && e.DisabledReason != nil && *e.DisabledReason == "gone"
+	})
+	for _, q := range []string{"limit=0", "limit=1001", "limit=ten", "limit=-1"} {
+		expect(o.do(t, u, "GET", hooks+"/"+failHook.ID+"/attempts?"+q, nil), 400, "invalid_limit")
+	}
+
+	// Recovery of the failed delivery: sent again on the whole schedule.
+	recoverReq := schemas.RecoverRequest{RangeStart: beforeKey, RangeEnd: time.Now().Add(time.Minute)}
+	var recovered schemas.RecoverResponse
+	if err := json.Unmarshal(expect(o.do(t, u, "POST", hooks+"/"+failHook.ID+"/recover", recoverReq), 200, "").body, &recovered); err != nil || recovered.Recovered < 1 {
+		t.Fatalf("recover: %+v (%v), want at least 1", recovered, err)
+	}
+	waitFor("the recovered delivery to "+failHook.URL, func() bool { return finals(attempts(failHook.ID, "")) >= 2 })
+	expect(o.do(t, u, "POST", hooks+"/"+okHook.ID+"/recover", recoverReq), 200, "")
+	for body, code := range map[string]string{
+		``:                                       "invalid_json",
+		`{}`:                                     "invalid_range",
+		`{"range_start":"2030-01-01T00:00:00Z"}`: "invalid_range",
+		`{"range_start":"2030-01-01T00:00:00Z","range_end":"2020-01-01T00:00:00Z"}`:            "invalid_range",
+		`{"range_start":"2030-01-01T00:00:00Z","range_end":"2030-01-01T00:00:00Z"}`:            "invalid_range",
+		`{"range_start":"yesterday","range_end":"2030-01-01T00:00:00Z"}`:                       "invalid_json",
+		`{"range_start":"2020-01-01T00:00:00Z","range_end":"2030-01-01T00:00:00Z","all":true}`: "invalid_json",
+	} {
+		expect(o.do(t, u, "POST", hooks+"/"+failHook.ID+"/recover", body), 400, code)
+	}
+
+	// List and get: never a secret (check fails on any whsec_ outside a
+	// create's or a rotation's answer).
+	var hookList schemas.WebhookEndpointList
+	if err := json.Unmarshal(expect(o.do(t, u, "GET", hooks, nil), 200, "").body, &hookList); err != nil || len(hookList.Data) != 4 || hookList.ListMetadata.Before != nil || hookList.ListMetadata.After != nil {
+		t.Fatalf("list: %+v (%v), want the 4 endpoints and no cursors", hookList, err)
+	}
+	if e := asEndpoint(expect(o.do(t, u, "GET", hooks+"/"+okHook.ID, nil), 200, "")); e.Secret != nil || e.URL != okHook.URL {
+		t.Fatalf("get: %+v", e)
+	}
+
+	// Update.
+	patch := hooks + "/" + okHook.ID
+	expect(o.do(t, u, "PATCH", patch, `{}`), 200, "")
+	for range 2 { // the second changes nothing
+		if e := asEndpoint(expect(o.do(t, u, "PATCH", patch, `{"status":"disabled"}`), 200, "")); e.Status != "disabled" || e.DisabledReason == nil || *e.DisabledReason != "requested" {
+			t.Fatalf("disable: %+v", e)
+		}
+	}
+	newURL, enabled := receiver.URL+"/ok?v=2", "enabled"
+	changed := schemas.UpdateWebhookEndpointRequest{URL: &newURL, Events: []string{"api_key.revoked"}, Status: &enabled}
+	if e := asEndpoint(expect(o.do(t, u, "PATCH", patch, changed), 200, "")); e.Status != "enabled" || e.DisabledReason != nil || e.URL != *changed.URL || !slices.Equal(e.Events, changed.Events) {
+		t.Fatalf("update: %+v, want %+v", e, changed)
+	}
+	expect(o.do(t, u, "PATCH", patch, `{"url":null,"events":null,"status":null}`), 200, "")
+	for body, code := range map[string]string{
+		``:                     "invalid_json",
+		`{"secret":"whsec_x"}`: "invalid_json",
+		`{"url":"` + strings.Repeat("a", 70<<10) + `"}`: "body_too_large",
+		`{"status":"paused"}`:                           "invalid_status",
+		`{"url":"ftp://127.0.0.1/hook"}`:                "invalid_webhook_url",
+		`{"url":"http://192.168.1.1/hook"}`:             "webhook_url_not_allowed",
+		`{"events":[]}`:                                 "invalid_events",
+		`{"events":["api_key.exploded"]}`:               "invalid_events",
+	} {
+		expect(o.do(t, u, "PATCH", patch, body), 400, code)
+	}
+
+	// Rotation: a new secret, this once.
+	if e := asEndpoint(expect(o.do(t, u, "POST", hooks+"/"+okHook.ID+"/rotate_secret", nil), 200, "")); e.Secret == nil || *e.Secret == *okHook.Secret {
+		t.Fatalf("rotate: %+v, want a new secret", e)
+	}
+
+	// Delete.
+	var deleted schemas.DeletedObject
+	if err := json.Unmarshal(expect(o.do(t, u, "DELETE", hooks+"/"+goneHook.ID, nil), 200, "").body, &deleted); err != nil || !deleted.Deleted || deleted.ID != goneHook.ID {
+		t.Fatalf("delete: %+v (%v)", deleted, err)
+	}
+
+	// Unknown, deleted and malformed ids: 404 on every route.
+	for _, id := range []string{"we_01J00000000000000000000000", goneHook.ID, "nope", strings.ToLower(okHook.ID), "api_key_01J00000000000000000000000"} {
+		p := hooks + "/" + id
+		expect(o.do(t, u, "GET", p, nil), 404, "not_found")
+		expect(o.do(t, u, "PATCH", p, `{"status":"enabled"}`), 404, "not_found")
+		expect(o.do(t, u, "DELETE", p, nil), 404, "not_found")
+		expect(o.do(t, u, "POST", p+"/rotate_secret", nil), 404, "not_found")
+		expect(o.do(t, u, "GET", p+"/attempts", nil), 404, "not_found")
+		expect(o.do(t, u, "POST", p+"/recover", recoverReq), 404, "not_found")
+	}
+
+	// Concurrent changes of one endpoint, and concurrent deletes of
+	// another: each answers 200, 409 when it lost five times in a row, or
+	// (once it is deleted) 404; one delete at most wins.
+	doomed := createHook(receiver.URL+"/ok", "api_key.revoked")
+	statuses = map[string]int{}
+	for i := range 48 {
+		method, target, body := "POST", hooks+"/"+okHook.ID+"/rotate_secret", any(nil)
+		switch i % 3 {
+		case 1:
+			method, target, body = "PATCH", hooks+"/"+okHook.ID, fmt.Sprintf(`{"status":%q}`, []string{"enabled", "disabled"}[i%2])
+		case 2:
+			method, target = "DELETE", hooks+"/"+doomed.ID
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ex, err := o.send(u, method, target, body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			o.check(t, ex)
+			if ex.status != 200 && ex.status != 409 && (ex.status != 404 || method != "DELETE") {
+				t.Errorf("%s: want 200 or 409", ex)
+			}
+			statusMu.Lock()
+			statuses[fmt.Sprint(method, " ", ex.status)]++
+			statusMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("16 concurrent rotations: %d×200, %d×409; 16 concurrent updates: %d×200, %d×409; 16 concurrent deletes: %d×200, %d×404, %d×409",
+		statuses["POST 200"], statuses["POST 409"], statuses["PATCH 200"], statuses["PATCH 409"], statuses["DELETE 200"], statuses["DELETE 404"], statuses["DELETE 409"])
+	if statuses["DELETE 200"] > 1 {
+		t.Fatalf("%d concurrent deletes of one endpoint succeeded", statuses["DELETE 200"])
+	}
+	if statuses["DELETE 200"] == 0 {
+		expect(o.do(t, u, "DELETE", hooks+"/"+doomed.ID, nil), 200, "")
+	}
+	expect(o.do(t, u, "GET", hooks+"/"+doomed.ID, nil), 404, "not_found")
 
 	// The ledger out of reach.
 	s.main.store.Conn().Close()
@@ -870,6 +1161,17 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	if v := asValidation(expect(o.do(t, u, "POST", validations, schemas.ValidateRequest{Value: *victim.Value}), 200, "")); v.APIKey == nil {
 		t.Fatalf("validation needs no ledger: %+v", v)
 	}
+	expect(o.do(t, u, "POST", hooks, schemas.CreateWebhookEndpointRequest{URL: receiver.URL + "/ok", Events: []string{"api_key.created"}}), 503, "ledger_unavailable")
+	expect(o.do(t, u, "PATCH", hooks+"/"+okHook.ID, `{"url":"`+receiver.URL+`/ok?v=3"}`), 503, "ledger_unavailable")
+	expect(o.do(t, u, "POST", hooks+"/"+okHook.ID+"/rotate_secret", nil), 503, "ledger_unavailable")
+	expect(o.do(t, u, "DELETE", hooks+"/"+failHook.ID, nil), 503, "ledger_unavailable")
+	expect(o.do(t, u, "GET", hooks+"/"+failHook.ID+"/attempts", nil), 503, "ledger_unavailable")
+	expect(o.do(t, u, "POST", hooks+"/"+failHook.ID+"/recover", recoverReq), 503, "ledger_unavailable")
+	// The endpoints are read from this node's projection: no ledger needed,
+	// nor for an update that changes nothing.
+	expect(o.do(t, u, "GET", hooks, nil), 200, "")
+	expect(o.do(t, u, "GET", hooks+"/"+failHook.ID, nil), 200, "")
+	expect(o.do(t, u, "PATCH", hooks+"/"+failHook.ID, `{}`), 200, "")
 
 	// Every documented answer was seen, or is one the test cannot cause.
 	documented := o.documentedResponses()
