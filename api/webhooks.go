@@ -45,7 +45,11 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request, actor do
 		s.fail(w, r, err)
 		return
 	}
-	e, secret, err := s.cfg.Webhooks.CreateEndpoint(r.Context(), actor, domain.EndpointChange{URL: &req.URL, Events: req.Events})
+	c := domain.EndpointChange{Events: req.Events}
+	if req.URL != "" {
+		c.URL = &req.URL
+	}
+	e, secret, err := s.cfg.Webhooks.CreateEndpoint(r.Context(), actor, c)
 	if err != nil {
 		s.fail(w, r, err)
 		return
