@@ -6,9 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -36,27 +34,11 @@ func startListeningLedger(t *testing.T) (*ledger, string) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{
+	l := startLedgerWith(t, eventstore.EmbeddedConfig{
 		Dir: t.TempDir(), Listen: addr,
 		ValidatorPassword: "validator-password-0123456789", SubscriberPassword: publicSubscriberPassword,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := eventstore.ConnectEmbedded(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := eventstore.Open(context.Background(), nc, eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
 	})
-	return &ledger{ns: ns, store: store}, addr
+	return l, addr
 }
 
 // secretKey is a key created in the ledger with a real value: what must

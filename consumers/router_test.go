@@ -23,7 +23,13 @@ type ledger struct {
 
 func startLedger(t *testing.T) *ledger {
 	t.Helper()
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startLedgerWith(t, eventstore.EmbeddedConfig{Dir: t.TempDir()})
+}
+
+// startLedgerWith starts an embedded server with cfg and opens the ledger.
+func startLedgerWith(t *testing.T, cfg eventstore.EmbeddedConfig) *ledger {
+	t.Helper()
+	ns, err := eventstore.StartEmbedded(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

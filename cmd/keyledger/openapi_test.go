@@ -649,22 +649,8 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 		}
 		return ex
 	}
-	asKey := func(ex apiExchange) schemas.APIKey {
-		t.Helper()
-		var k schemas.APIKey
-		if err := json.Unmarshal(ex.body, &k); err != nil {
-			t.Fatalf("%s: %v", ex, err)
-		}
-		return k
-	}
-	asValidation := func(ex apiExchange) schemas.ValidateResponse {
-		t.Helper()
-		var v schemas.ValidateResponse
-		if err := json.Unmarshal(ex.body, &v); err != nil {
-			t.Fatalf("%s: %v", ex, err)
-		}
-		return v
-	}
+	asKey := func(ex apiExchange) schemas.APIKey { return decodeAs[schemas.APIKey](t, ex) }
+	asValidation := func(ex apiExchange) schemas.ValidateResponse { return decodeAs[schemas.ValidateResponse](t, ex) }
 
 	// Probes.
 	expect(o.do(t, u, "GET", "/healthz", nil), 200, "")
@@ -908,14 +894,7 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	refusedURL := closed.URL + "/hook"
 	closed.Close()
 	const hooks = "/webhook_endpoints"
-	asEndpoint := func(ex apiExchange) schemas.WebhookEndpoint {
-		t.Helper()
-		var e schemas.WebhookEndpoint
-		if err := json.Unmarshal(ex.body, &e); err != nil {
-			t.Fatalf("%s: %v", ex, err)
-		}
-		return e
-	}
+	asEndpoint := func(ex apiExchange) schemas.WebhookEndpoint { return decodeAs[schemas.WebhookEndpoint](t, ex) }
 	createHook := func(url string, events ...string) schemas.WebhookEndpoint {
 		t.Helper()
 		e := asEndpoint(expect(o.do(t, u, "POST", hooks, schemas.CreateWebhookEndpointRequest{URL: url, Events: events}), 201, ""))
@@ -1206,4 +1185,14 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// decodeAs decodes an answer's body, failing the test if it is not a T.
+func decodeAs[T any](t *testing.T, ex apiExchange) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(ex.body, &v); err != nil {
+		t.Fatalf("%s: %v", ex, err)
+	}
+	return v
 }
