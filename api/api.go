@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -68,6 +69,17 @@ type Config struct {
 	Deliveries     Deliveries
 	// AdminKeyHash is the SHA-256 of the admin key.
 	AdminKeyHash [sha256.Size]byte
+	// WidgetKey signs widget tokens (HMAC-SHA256); empty: no widget tokens.
+	WidgetKey []byte
+	// StaleAfterDays is when the settings page flags a key as unused.
+	StaleAfterDays int
+	// UI is the settings page's files (index.html and its assets); nil:
+	// no page. UIFrameAncestors are the origins that may embed it
+	// (CSP frame-ancestors; empty: none).
+	UI               fs.FS
+	UIFrameAncestors []string
+	// Now is the clock of widget token expiry (default time.Now).
+	Now func() time.Time
 	// Ready reports whether the projection has caught up with the ledger.
 	Ready func(ctx context.Context) error
 	Log   *slog.Logger
@@ -110,15 +122,19 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	handle("GET", "/readyz", s.readyz)
-	handle("POST", "/organizations/{org}/api_keys", s.admin(s.createKey))
-	handle("GET", "/organizations/{org}/api_keys", s.admin(s.listKeys))
-	handle("GET", "/api_keys/{id}", s.admin(s.getKey))
-	handle("DELETE", "/api_keys/{id}", s.admin(s.revokeKey))
+	handle("POST", "/organizations/{org}/api_keys", s.adminOrWidget(s.createKey))
+	handle("GET", "/organizations/{org}/api_keys", s.adminOrWidget(s.listKeys))
+	handle("GET", "/api_keys/{id}", s.adminOrWidget(s.getKey))
+	handle("DELETE", "/api_keys/{id}", s.adminOrWidget(s.revokeKey))
 	handle("POST", "/api_keys/validations", s.admin(s.validate))
 	handle("GET", "/api_key_permissions", s.admin(s.getCatalogue))
 	handle("PUT", "/api_key_permissions", s.admin(s.putCatalogue))
 	handle("DELETE", "/organizations/{org}/members/{user}", s.admin(s.removeMember))
 	handle("GET", "/events", s.admin(s.listEvents))
+	handle("POST", "/widgets/token", s.admin(s.mintWidgetToken))
+	handle("GET", "/widgets/session", s.adminOrWidget(s.widgetSession))
+	handle("GET", "/ui/api-keys", s.uiPage)
+	handle("GET", "/ui/assets/{file}", s.uiAsset)
 	handle("POST", "/webhook_endpoints", s.admin(s.withWebhooks(s.createEndpoint)))
 	handle("GET", "/webhook_endpoints", s.admin(s.withWebhooks(s.listEndpoints)))
 	handle("GET", "/webhook_endpoints/{id}", s.admin(s.withWebhooks(s.getEndpoint)))
@@ -181,6 +197,26 @@ func (s *Server) admin(h handlerWithActor) http.HandlerFunc {
 			return
 		}
 		h(w, r, domain.Admin())
+	}
+}
+
+// adminOrWidget authenticates the admin key, or a widget token: the user,
+// organization and manage permissions it was minted for.
+func (s *Server) adminOrWidget(h handlerWithActor) http.HandlerFunc {
+	admin := s.admin(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearer(r)
+		if !ok || !strings.HasPrefix(token, schemas.WidgetTokenPrefix) {
+			admin(w, r)
+			return
+		}
+		c, err := s.verifyWidget(token)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="keyledger", error="invalid_token"`)
+			s.fail(w, r, err)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), widgetClaimsKey{}, c)), c.actor())
 	}
 }
 

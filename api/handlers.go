@@ -88,6 +88,15 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, actor domain.A
 		writeError(w, http.StatusBadRequest, "invalid_status", "status must be active, revoked or expired")
 		return
 	}
+	switch ot := q.Get("owner_type"); ot {
+	case "":
+	case string(domain.OwnerUser), string(domain.OwnerOrganization):
+		visible := lq.Visible
+		lq.Visible = func(k *domain.Key) bool { return string(k.Owner.Type) == ot && visible(k) }
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_owner_type", "owner_type must be user or organization")
+		return
+	}
 	lq.Before, lq.After = q.Get("before"), q.Get("after")
 	for _, c := range []string{lq.Before, lq.After} {
 		if c != "" && domain.ValidateKeyID(c) != nil {

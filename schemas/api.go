@@ -184,3 +184,37 @@ type RecoverRequest struct {
 type RecoverResponse struct {
 	Recovered int `json:"recovered"`
 }
+
+// WidgetTokenRequest is the body of POST /widgets/token: the host app's
+// backend asks, with the admin key, for a short-lived token its settings
+// page uses for one user of one organization.
+type WidgetTokenRequest struct {
+	OrganizationID string   `json:"organization_id"`
+	UserID         string   `json:"user_id"`
+	Permissions    []string `json:"permissions"` // the manage permissions the user holds
+	// UserPermissions, when given, are the API permissions the user holds:
+	// their own keys may carry only these.
+	UserPermissions []string `json:"user_permissions,omitempty"`
+	ExpiresIn       int      `json:"expires_in,omitempty"` // seconds; default and bounds set by the server
+}
+
+// WidgetToken answers POST /widgets/token.
+type WidgetToken struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// WidgetSession answers GET /widgets/session: what the token may do, and
+// what the page needs to offer it.
+type WidgetSession struct {
+	OrganizationID  string    `json:"organization_id"`
+	UserID          string    `json:"user_id"`
+	Permissions     []string  `json:"permissions"`
+	UserPermissions []string  `json:"user_permissions"`
+	Catalogue       []string  `json:"catalogue"`
+	ExpiresAt       time.Time `json:"expires_at"`
+	StaleAfterDays  int       `json:"stale_after_days"`
+}
+
+// WidgetTokenPrefix starts every widget token.
+const WidgetTokenPrefix = "kwt_"

@@ -72,14 +72,25 @@ func parseSchedule(s string) ([]time.Duration, error) {
 // from KEYLEDGER_WEBHOOK_SECRET_KEY (base64 of 32 bytes; every node of a
 // fleet needs the same), else from the data folder, made on first start.
 func (m *Main) webhookSealer() (*webhooks.Sealer, error) {
-	if v := m.Config.WebhookSecretKey; v != "" {
-		key, err := base64.StdEncoding.DecodeString(v)
-		if err != nil {
-			return nil, fmt.Errorf("KEYLEDGER_WEBHOOK_SECRET_KEY: %w", err)
-		}
-		return webhooks.NewSealer(key)
+	key, err := m.secretKey("KEYLEDGER_WEBHOOK_SECRET_KEY", m.Config.WebhookSecretKey, "webhook_secret.key")
+	if err != nil {
+		return nil, err
 	}
-	path := filepath.Join(m.Config.Data, "webhook_secret.key")
+	return webhooks.NewSealer(key)
+}
+
+// secretKey returns a 32-byte key: from the environment variable's value
+// when set (base64), else from a file of the data folder, made on first
+// start with mode 0600.
+func (m *Main) secretKey(envName, envValue, file string) ([]byte, error) {
+	if envValue != "" {
+		key, err := base64.StdEncoding.DecodeString(envValue)
+		if err != nil || len(key) != 32 {
+			return nil, fmt.Errorf("%s must be the base64 of 32 bytes", envName)
+		}
+		return key, nil
+	}
+	path := filepath.Join(m.Config.Data, file)
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key := make([]byte, 32)
@@ -88,16 +99,16 @@ func (m *Main) webhookSealer() (*webhooks.Sealer, error) {
 		}
 		raw = []byte(base64.StdEncoding.EncodeToString(key) + "\n")
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
-			return nil, fmt.Errorf("webhook secret key: %w", err)
+			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("webhook secret key: %w", err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return nil, fmt.Errorf("%s is corrupt: %w", path, err)
+	if err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("%s is corrupt: want the base64 of 32 bytes", path)
 	}
-	return webhooks.NewSealer(key)
+	return key, nil
 }
 
 // endpointRegistry is the projection's endpoints as the engine needs them,

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,13 @@ type Config struct {
 	WebhookDisableAfter time.Duration
 	WebhookSecretKey    string
 
+	// The settings page: the key that signs widget tokens
+	// (KEYLEDGER_WIDGET_KEY, else made once in the data folder), the
+	// origins that may embed the page, and when a key counts as unused.
+	WidgetKey        string
+	UIFrameAncestors []string
+	UIStaleDays      int
+
 	// AuditSinks are audit sink specs (consumers.ParseSink): --audit-sink,
 	// repeatable, else KEYLEDGER_AUDIT_SINKS, comma-separated.
 	AuditSinks []string
@@ -78,6 +86,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := consumers.ParseSinks(c.AuditSinks); err != nil {
 		errs = append(errs, fmt.Errorf("--audit-sink: %w", err))
+	}
+	for _, a := range c.UIFrameAncestors {
+		if a != "'self'" && !strings.HasPrefix(a, "https://") && !strings.HasPrefix(a, "http://") {
+			errs = append(errs, fmt.Errorf("--ui-frame-ancestors %q: want origins like https://app.example.com", a))
+		}
 	}
 	if _, err := parseAllow(c.WebhookAllow); err != nil {
 		errs = append(errs, err)
@@ -130,6 +143,13 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.WebhookAllow, "webhook-allow", env("KEYLEDGER_WEBHOOK_ALLOW", ""), "comma-separated CIDRs webhooks may reach although private, loopback or link-local (KEYLEDGER_WEBHOOK_ALLOW)")
 	schedule := fs.String("webhook-retry-schedule", env("KEYLEDGER_WEBHOOK_RETRY_SCHEDULE", ""), "comma-separated delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h) (KEYLEDGER_WEBHOOK_RETRY_SCHEDULE)")
 	disableAfter := fs.String("webhook-disable-after", env("KEYLEDGER_WEBHOOK_DISABLE_AFTER", "120h"), "disable an endpoint failing continuously this long (KEYLEDGER_WEBHOOK_DISABLE_AFTER)")
+	frameAncestors := fs.String("ui-frame-ancestors", env("KEYLEDGER_UI_FRAME_ANCESTORS", ""), "origins that may embed the settings page in a frame, space-separated, e.g. https://app.example.com (KEYLEDGER_UI_FRAME_ANCESTORS)")
+	staleDays := fs.Int("ui-stale-days", 90, "the settings page flags keys unused for this many days (KEYLEDGER_UI_STALE_DAYS)")
+	if v := os.Getenv("KEYLEDGER_UI_STALE_DAYS"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			*staleDays = n
+		}
+	}
 	var sinks specList
 	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
 	if err := fs.Parse(args); err != nil {
@@ -149,6 +169,9 @@ func (m *Main) ParseFlags(args []string) error {
 		return errUsage
 	}
 	c.WebhookSecretKey = os.Getenv("KEYLEDGER_WEBHOOK_SECRET_KEY")
+	c.WidgetKey = os.Getenv("KEYLEDGER_WIDGET_KEY")
+	c.UIFrameAncestors = strings.Fields(*frameAncestors)
+	c.UIStaleDays = *staleDays
 	if fs.NArg() > 0 {
 		fmt.Fprintf(m.stderr, "unexpected arguments: %v\n", fs.Args())
 		return errUsage
@@ -255,6 +278,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	widgetKey, err := m.secretKey("KEYLEDGER_WIDGET_KEY", m.Config.WidgetKey, "widget_token.key")
+	if err != nil {
+		return err
+	}
 	l, err := m.openLedger(ctx)
 	if err != nil {
 		return err
@@ -291,8 +318,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	staleDays := m.Config.UIStaleDays
+	if staleDays <= 0 {
+		staleDays = 90
+	}
 	handler := api.New(api.Config{
 		Commands: svc, Queries: proj, Feed: l.store,
+		WidgetKey: widgetKey, StaleAfterDays: staleDays, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
 		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
 	})
