@@ -191,4 +191,3 @@ func (s *Server) widgetSession(w http.ResponseWriter, r *http.Request, actor dom
 }
 
 type widgetClaimsKey struct{}
-
