@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/projections"
+	"github.com/keyledger/keyledger/web"
 )
 
 // Config is everything `keyledger serve` reads, from flags or environment.
@@ -318,13 +320,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	ui, err := fs.Sub(web.Files, "static")
+	if err != nil {
+		return err
+	}
 	staleDays := m.Config.UIStaleDays
 	if staleDays <= 0 {
 		staleDays = 90
 	}
 	handler := api.New(api.Config{
 		Commands: svc, Queries: proj, Feed: l.store,
-		WidgetKey: widgetKey, StaleAfterDays: staleDays, UIFrameAncestors: m.Config.UIFrameAncestors,
+		WidgetKey: widgetKey, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
 		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
 	})
