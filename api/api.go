@@ -31,6 +31,12 @@ type Queries interface {
 	LastUsedOf(k *domain.Key) *time.Time
 }
 
+// Members tells when a user was last removed from an organization, so that
+// a widget token issued before that stops working at once.
+type Members interface {
+	RemovedAt(ctx context.Context, org, userID string) (time.Time, bool, error)
+}
+
 // Feed reads the events feed from the ledger.
 type Feed interface {
 	Events(ctx context.Context, q schemas.EventsQuery) ([]schemas.PublicEvent, error)
@@ -71,6 +77,9 @@ type Config struct {
 	AdminKeyHash [sha256.Size]byte
 	// WidgetKey signs widget tokens (HMAC-SHA256); empty: no widget tokens.
 	WidgetKey []byte
+	// Members, when set, refuses widget tokens issued before their user
+	// was removed from the organization.
+	Members Members
 	// StaleAfterDays is when the settings page flags a key as unused.
 	StaleAfterDays int
 	// UI is the settings page's files (index.html and its assets); nil:
@@ -211,6 +220,15 @@ func (s *Server) adminOrWidget(h handlerWithActor) http.HandlerFunc {
 			return
 		}
 		c, err := s.verifyWidget(token)
+		if err == nil && s.cfg.Members != nil {
+			removed, ok, rerr := s.cfg.Members.RemovedAt(r.Context(), c.OrganizationID, c.UserID)
+			switch {
+			case rerr != nil:
+				err = rerr
+			case ok && removed.UnixMilli() >= c.IssuedAt:
+				err = errWidgetRevoked
+			}
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="keyledger", error="invalid_token"`)
 			s.fail(w, r, err)

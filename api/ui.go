@@ -2,7 +2,6 @@ package api
 
 import (
 	"io/fs"
-	"mime"
 	"net/http"
 	"path"
 	"strings"
@@ -32,8 +31,9 @@ func (s *Server) serveUIFile(w http.ResponseWriter, name string) {
 		return
 	}
 	h := w.Header()
-	ct := mime.TypeByExtension(path.Ext(name))
-	if ct == "" {
+	// A fixed table: mime.TypeByExtension reads the host's mime.types.
+	ct, ok := uiTypes[path.Ext(name)]
+	if !ok {
 		ct = "application/octet-stream"
 	}
 	h.Set("Content-Type", ct)
@@ -46,6 +46,14 @@ func (s *Server) serveUIFile(w http.ResponseWriter, name string) {
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
+}
+
+var uiTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+	".png":  "image/png",
 }
 
 func (s *Server) uiPage(w http.ResponseWriter, _ *http.Request) { s.serveUIFile(w, "index.html") }

@@ -29,12 +29,13 @@ type widgetClaims struct {
 	Permissions     []string `json:"perms"`
 	UserPermissions []string `json:"uperms,omitempty"`
 	HasUserPerms    bool     `json:"has_uperms,omitempty"`
-	IssuedAt        int64    `json:"iat"`
+	IssuedAt        int64    `json:"iat"` // unix milliseconds
 	ExpiresAt       int64    `json:"exp"` // unix milliseconds
 	ID              string   `json:"jti"`
 }
 
 var (
+	errWidgetRevoked = &domain.Error{Kind: domain.KindUnauthorized, Code: "widget_token_revoked", Message: "the user was removed from the organization after this widget token was issued"}
 	errWidgetToken   = &domain.Error{Kind: domain.KindUnauthorized, Code: "invalid_widget_token", Message: "the widget token is not valid"}
 	errWidgetExpired = &domain.Error{Kind: domain.KindUnauthorized, Code: "widget_token_expired", Message: "the widget token has expired; ask the host application for a new one"}
 )
@@ -144,7 +145,7 @@ func (s *Server) mintWidgetToken(w http.ResponseWriter, r *http.Request, _ domai
 			return
 		}
 	}
-	c := widgetClaims{Version: 1, OrganizationID: req.OrganizationID, UserID: req.UserID, Permissions: perms, IssuedAt: s.now().Unix()}
+	c := widgetClaims{Version: 1, OrganizationID: req.OrganizationID, UserID: req.UserID, Permissions: perms, IssuedAt: s.now().UnixMilli()}
 	if req.UserPermissions != nil {
 		up, err := domain.NormalizePermissions(req.UserPermissions, 1000)
 		if err != nil {

@@ -290,6 +290,23 @@ func (s *Store) MemberVersion(ctx context.Context, org, userID string) (uint64, 
 	return msg.Sequence, nil
 }
 
+// RemovedAt returns when a user was last removed from an organization, and
+// whether they ever were.
+func (s *Store) RemovedAt(ctx context.Context, org, userID string) (time.Time, bool, error) {
+	msg, err := s.stream.GetLastMsgForSubject(ctx, schemas.Subject(org, userID, schemas.EventMemberRemoved))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, mapErr("member removal", err)
+	}
+	e, err := Decode(msg.Subject, msg.Data, msg.Sequence)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return e.CreatedAt, true, nil
+}
+
 // EventAt returns the event at a sequence.
 func (s *Store) EventAt(ctx context.Context, seq uint64) (domain.Event, error) {
 	msg, err := s.stream.GetMsg(ctx, seq)

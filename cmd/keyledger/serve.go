@@ -330,7 +330,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	handler := api.New(api.Config{
 		Commands: svc, Queries: proj, Feed: l.store,
-		WidgetKey: widgetKey, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
+		WidgetKey: widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
 		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
 	})

@@ -121,6 +121,20 @@ func TestWidgetTokens(t *testing.T) {
 	if status, _ := call(t, "POST", s.url+"/widgets/token", `{"organization_id":"org_1","user_id":"user_ada","permissions":[]}`, nil, "Authorization", "Bearer "+self); status != 401 {
 		t.Errorf("a widget token minted a token: %d", status)
 	}
+
+	// A user removed from the organization loses their token at once; a
+	// token minted after the removal works (they may have been added back).
+	if status, raw := call(t, "DELETE", s.url+"/organizations/org_1/members/user_ada", nil, nil); status != 200 {
+		t.Fatalf("remove member: %d %s", status, raw)
+	}
+	if status, raw := asWidget(t, self, "POST", s.url+"/organizations/org_1/api_keys", `{"name":"after removal","permissions":[],"user_id":"user_ada"}`, nil); status != 401 || errCode(t, raw) != "widget_token_revoked" {
+		t.Errorf("token of a removed member: %d %s, want 401 widget_token_revoked", status, raw)
+	}
+	time.Sleep(2 * time.Millisecond)
+	again := mintToken(t, s.url, schemas.WidgetTokenRequest{OrganizationID: "org_1", UserID: "user_ada", Permissions: []string{domain.PermManageOwnUserKeys}})
+	if status, raw := asWidget(t, again, "GET", s.url+"/widgets/session", nil, nil); status != 200 {
+		t.Errorf("a token minted after the removal: %d %s", status, raw)
+	}
 }
 
 func flip(c string) string {
