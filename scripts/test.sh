@@ -26,6 +26,13 @@ if ! command -v curl >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq curl >/dev/null
   fi
 fi
+# The settings page's browser tests (web/, cmd/keyledger/ui_test.go) drive
+# Debian's Chromium; they fail, not skip, without it.
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  fi
+fi
 
 go mod download
 

@@ -39,12 +39,14 @@
     epoch: 0,           // bumped on every start (new token)
     generation: 0,      // bumped on every list load; stale loads are dropped
     creating: false,
+    loadFailed: false,  // the alert says the list could not be loaded
     revoking: null,     // the key the revoke dialog is about
     createdName: null,  // name of the key whose value the secret dialog shows
     revokeButtons: new Map()
   };
 
-  // Where focus goes back to when a dialog closes.
+  // Where focus goes back to when a dialog closes: an element, or the id of
+  // a key whose Revoke button it is (rows are rebuilt on every refresh).
   var openers = new Map();
 
   // ---------- token ----------
@@ -137,11 +139,11 @@
     state.token = null;
     state.generation++;
     var why = code === 'widget_token_expired' ? 'it has expired' : 'it is no longer valid';
-    showAlert('Your session is over (' + why + '). Reload the page to start a new session; nothing was changed by the last action.');
-    [el.createDialog, el.revokeDialog].forEach(function (d) {
-      if (d.open) { openers.set(d, el.alert); d.close(); }
-    });
+    showAlert('Your session is over: ' + why + '. Reload the page to start a new session.');
     disableControls(true);
+    [el.createDialog, el.revokeDialog].forEach(function (d) {
+      if (d.open) closeDialog(d, el.alert);
+    });
     announce('');
     setState('over');
     el.alert.focus();
@@ -162,6 +164,8 @@
     state.over = false;
     state.session = null;
     state.keys = [];
+    state.canCreate = false;
+    state.showOwner = false;
     state.generation++;
     disableControls(false);
     clearAlert();
@@ -241,8 +245,13 @@
       if (gen !== state.generation || state.over) return;
       el.keys.setAttribute('aria-busy', 'false');
       showAlert('The keys could not be loaded: ' + e.message);
+      state.loadFailed = true;
       setState('ready');
       return;
+    }
+    if (state.loadFailed) {
+      state.loadFailed = false;
+      clearAlert();
     }
     state.keys = all.filter(isActive);
     render();
@@ -260,6 +269,7 @@
   var dateFmt = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
   var dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
   var utcDateFmt = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
+  var utcDateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long', timeZone: 'UTC' });
 
   function node(tag, className, text) {
     var n = document.createElement(tag);
@@ -304,9 +314,11 @@
 
   function render() {
     var keys = state.keys;
+    // A re-render keeps focus on the same key's button.
+    var focusedKey = null;
+    state.revokeButtons.forEach(function (b, id) { if (b === document.activeElement) focusedKey = id; });
     state.revokeButtons = new Map();
     el.rows.replaceChildren();
-    el.table.classList.toggle('with-owner', state.showOwner);
     document.querySelectorAll('#key-table .col-owner').forEach(function (th) { th.hidden = !state.showOwner; });
     el.caption.textContent = (state.scope === 'organization' ? 'Active organization keys' : 'Active keys') + ' (' + keys.length + ')';
     el.table.hidden = keys.length === 0;
@@ -317,11 +329,11 @@
       var tr = node('tr');
       tr.dataset.keyId = k.id;
 
-      var name = node('th', 'key-name', k.name);
+      var name = node('th', 'key-name');
       name.scope = 'row';
+      name.appendChild(node('span', 'name', k.name));
+      name.appendChild(node('code', 'masked', k.obfuscated_value));
       tr.appendChild(name);
-
-      cell(tr, 'Key', 'key-value').appendChild(node('code', 'masked', k.obfuscated_value));
 
       var permsCell = cell(tr, 'Permissions', 'key-perms');
       if (k.permissions && k.permissions.length) {
@@ -343,7 +355,7 @@
       if (days) used.appendChild(node('span', 'badge warn', 'unused for ' + days + ' days'));
 
       var exp = cell(tr, 'Expires', 'key-expires');
-      if (k.expires_at) exp.appendChild(timeNode(k.expires_at, utcDateFmt, dateTimeFmt));
+      if (k.expires_at) exp.appendChild(timeNode(k.expires_at, utcDateFmt, utcDateTimeFmt));
       else exp.appendChild(node('span', 'muted', 'never'));
 
       var act = cell(tr, 'Actions', 'key-actions');
@@ -351,13 +363,35 @@
       btn.type = 'button';
       btn.setAttribute('aria-label', 'Revoke ' + k.name);
       btn.disabled = state.over;
-      btn.addEventListener('click', function () { openRevoke(k, btn); });
+      btn.addEventListener('click', function () { openRevoke(k); });
       act.appendChild(btn);
       state.revokeButtons.set(k.id, btn);
 
       el.rows.appendChild(tr);
     });
+    fitTable();
+    if (focusedKey !== null) {
+      var again = state.revokeButtons.get(focusedKey);
+      if (again) again.focus();
+      else if (!el.createBtn.hidden && !el.createBtn.disabled) el.createBtn.focus();
+    }
   }
+
+  // fitTable shows the keys as cards below 640px, and wherever the table
+  // would be wider than the page (long names, many permissions, the owner
+  // column): nothing ever scrolls sideways.
+  var narrow = window.matchMedia('(max-width: 40rem)');
+  function fitTable() {
+    if (el.keys.hidden || el.table.hidden) return;
+    el.table.classList.remove('cards');
+    if (narrow.matches || el.table.offsetWidth > el.keys.clientWidth) el.table.classList.add('cards');
+  }
+  var fitPending = false;
+  window.addEventListener('resize', function () {
+    if (fitPending) return;
+    fitPending = true;
+    requestAnimationFrame(function () { fitPending = false; fitTable(); });
+  });
 
   // ---------- dialogs ----------
 
@@ -370,14 +404,26 @@
   function restoreFocus(d) {
     var o = openers.get(d);
     openers.delete(d);
+    if (typeof o === 'string') o = state.revokeButtons.get(o);
     if (o && document.contains(o) && !o.disabled && !o.hidden) { o.focus(); return; }
     if (!el.createBtn.hidden && !el.createBtn.disabled) { el.createBtn.focus(); return; }
     el.title.tabIndex = -1;
     el.title.focus();
   }
 
+  // closeDialog closes d and moves focus to target at once.
+  function closeDialog(d, target) {
+    openers.set(d, target);
+    if (d.open) d.close();
+    restoreFocus(d);
+  }
+
+  // A dialog the user closes (Escape, Cancel) gives focus back to what
+  // opened it. The close event comes in a later task: by then the page may
+  // have moved focus itself (closeDialog), or a quick user may have opened
+  // the dialog again, and those win.
   [el.createDialog, el.secretDialog, el.revokeDialog].forEach(function (d) {
-    d.addEventListener('close', function () { restoreFocus(d); });
+    d.addEventListener('close', function () { if (!d.open && openers.has(d)) restoreFocus(d); });
   });
 
   // ---------- create ----------
@@ -387,6 +433,13 @@
     var up = state.session && state.session.user_permissions;
     if (state.scope === 'user' && Array.isArray(up)) return cat.filter(function (p) { return up.indexOf(p) >= 0; });
     return cat.slice();
+  }
+
+  // dialogError shows msg in a dialog's error line, or on the page when the
+  // user closed the dialog while the request was under way.
+  function dialogError(d, errEl, msg) {
+    if (d.open) errEl.textContent = msg;
+    else showAlert(msg);
   }
 
   function fieldError(input, errEl, msg) {
@@ -475,7 +528,9 @@
       created = await api('POST', orgPath(), body);
     } catch (e) {
       if (state.over) return;
-      if (e.code === 'invalid_name') {
+      if (!el.createDialog.open) {
+        showAlert('The key was not created: ' + e.message);
+      } else if (e.code === 'invalid_name') {
         fieldError(el.keyName, el.keyNameError, e.message);
         el.keyName.focus();
       } else if (e.code === 'invalid_expires_at') {
@@ -534,6 +589,7 @@
   }
 
   el.secretDialog.addEventListener('close', function () {
+    if (el.secretDialog.open) return; // a newer key is showing
     // Remove the value from the document entirely.
     var field = $('secret-value');
     if (field) field.value = '';
@@ -549,7 +605,7 @@
 
   // ---------- revoke ----------
 
-  function openRevoke(k, btn) {
+  function openRevoke(k) {
     if (state.over) return;
     state.revoking = k;
     el.revokeName.textContent = '“' + k.name + '”';
@@ -559,7 +615,7 @@
     el.revokeError.textContent = '';
     el.revokeConfirm.disabled = false;
     el.revokeConfirm.textContent = 'Revoke key';
-    openDialog(el.revokeDialog, btn, el.revokeCancel);
+    openDialog(el.revokeDialog, k.id, el.revokeCancel);
   }
 
   async function confirmRevoke() {
@@ -573,7 +629,7 @@
     } catch (e) {
       if (state.over) return;
       if (e.status !== 404) { // 404: it is gone already
-        el.revokeError.textContent = 'The key was not revoked: ' + e.message;
+        dialogError(el.revokeDialog, el.revokeError, 'The key was not revoked: ' + e.message);
         el.revokeConfirm.disabled = false;
         el.revokeConfirm.textContent = 'Revoke key';
         return;
@@ -585,8 +641,7 @@
     state.keys = state.keys.filter(function (x) { return x.id !== k.id; });
     state.revoking = null;
     render();
-    openers.set(el.revokeDialog, next ? state.revokeButtons.get(next.id) : null);
-    el.revokeDialog.close();
+    closeDialog(el.revokeDialog, next ? next.id : null);
     announce('Key “' + k.name + '” revoked.');
     refresh();
   }
@@ -600,7 +655,7 @@
   el.secretDone.addEventListener('click', function () { el.secretDialog.close(); });
   el.revokeCancel.addEventListener('click', function () { el.revokeDialog.close(); });
   el.revokeConfirm.addEventListener('click', confirmRevoke);
-  el.revokeDialog.addEventListener('close', function () { state.revoking = null; });
+  el.revokeDialog.addEventListener('close', function () { if (!el.revokeDialog.open) state.revoking = null; });
 
   // The host may hand over a fresh token by navigating the frame to the
   // same page with a new #token=… fragment.
