@@ -264,4 +264,3 @@ func decodeHash(s string) (Hash, error) {
 	copy(h[:], b)
 	return h, nil
 }
-
