@@ -87,6 +87,10 @@ type Config struct {
 	// (CSP frame-ancestors; empty: none).
 	UI               fs.FS
 	UIFrameAncestors []string
+	// Proofs and Exporter serve the sealer's proofs and the ledger export;
+	// nil: those routes answer 404.
+	Proofs   Proofs
+	Exporter Exporter
 	// Now is the clock of widget token expiry (default time.Now).
 	Now func() time.Time
 	// Ready reports whether the projection has caught up with the ledger.
@@ -140,6 +144,8 @@ func (s *Server) routes() {
 	handle("PUT", "/api_key_permissions", s.admin(s.putCatalogue))
 	handle("DELETE", "/organizations/{org}/members/{user}", s.admin(s.removeMember))
 	handle("GET", "/events", s.admin(s.listEvents))
+	handle("GET", "/events/{id}/proof", s.admin(s.eventProof))
+	handle("GET", "/ledger/export", s.admin(s.exportLedger))
 	handle("POST", "/widgets/token", s.admin(s.mintWidgetToken))
 	handle("GET", "/widgets/session", s.adminOrWidget(s.widgetSession))
 	handle("GET", "/ui/api-keys", s.uiPage)

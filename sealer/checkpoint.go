@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -85,6 +86,7 @@ func (c Checkpoint) Hash() (string, error) {
 
 // ParsePublicKey reads an Ed25519 public key as hex or base64.
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
 	if b, err := hex.DecodeString(s); err == nil && len(b) == ed25519.PublicKeySize {
 		return ed25519.PublicKey(b), nil
 	}
@@ -96,6 +98,7 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 
 // ParsePrivateKey reads an Ed25519 seed (32 bytes) as hex or base64.
 func ParsePrivateKey(s string) (ed25519.PrivateKey, error) {
+	s = strings.TrimSpace(s)
 	if b, err := hex.DecodeString(s); err == nil && len(b) == ed25519.SeedSize {
 		return ed25519.NewKeyFromSeed(b), nil
 	}

@@ -45,7 +45,8 @@ func startServerWith(t testing.TB, dir string, edit func(*Config)) *testServer {
 	t.Helper()
 	m := NewMain(io.Discard, io.Discard)
 	m.Config = Config{Data: dir, HTTPAddr: "127.0.0.1:0", KeyPrefix: domain.PrefixLive, AdminKey: testAdminKey, Stream: "KEYLEDGER", LogLevel: "warn",
-		WebhookAllow: "127.0.0.0/8", WebhookSchedule: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}}
+		WebhookAllow: "127.0.0.0/8", WebhookSchedule: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond},
+		SealInterval: 100 * time.Millisecond}
 	if edit != nil {
 		edit(&m.Config)
 	}

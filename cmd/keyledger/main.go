@@ -62,6 +62,8 @@ Usage:
   keyledger webhooks create --url URL --events T,...   a webhook endpoint; prints its secret once
   keyledger webhooks list | get ID | update ID [--url U] [--events T,...] | enable ID | disable ID | delete ID
   keyledger webhooks rotate-secret ID | attempts ID [--limit N] | recover ID --since T [--until T]
+  keyledger audit export --out FILE            the ledger and its signed checkpoints, for offline verification
+  keyledger audit verify --public-key KEY [--file FILE]   recompute and check everything (exit 1 on any finding)
   keyledger bench [--quick] [--json] [--only SCENARIOS]   measure against the references
 
 Run 'keyledger COMMAND -h' for the flags of a command. The commands that talk
@@ -93,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return m.Rebuild(ctx)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args[1:], stdout, stderr)
 	case "keys", "validate", "permissions", "members", "events", "webhooks":
 		return runCLI(ctx, args, stdout, stderr)
 	case "-h", "--help", "help":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -27,6 +28,7 @@ import (
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/projections"
+	"github.com/keyledger/keyledger/sealer"
 	"github.com/keyledger/keyledger/web"
 )
 
@@ -62,6 +64,13 @@ type Config struct {
 	WidgetKey        string
 	UIFrameAncestors []string
 	UIStaleDays      int
+
+	// The sealer: its signing key (KEYLEDGER_SEAL_KEY, else SealKeyFile,
+	// else made once in the data folder), and how often it seals.
+	SealKey      string
+	SealKeyFile  string
+	SealEvery    int
+	SealInterval time.Duration
 
 	// AuditSinks are audit sink specs (consumers.ParseSink): --audit-sink,
 	// repeatable, else KEYLEDGER_AUDIT_SINKS, comma-separated.
@@ -152,6 +161,9 @@ func (m *Main) ParseFlags(args []string) error {
 			*staleDays = n
 		}
 	}
+	fs.StringVar(&c.SealKeyFile, "seal-key-file", env("KEYLEDGER_SEAL_KEY_FILE", ""), "file holding the Ed25519 seed that signs checkpoints (KEYLEDGER_SEAL_KEY_FILE; default: made once in the data folder; KEYLEDGER_SEAL_KEY takes the seed itself)")
+	fs.IntVar(&c.SealEvery, "seal-every", 1000, "seal a checkpoint after this many new events")
+	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
 	var sinks specList
 	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
 	if err := fs.Parse(args); err != nil {
@@ -172,6 +184,7 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	c.WebhookSecretKey = os.Getenv("KEYLEDGER_WEBHOOK_SECRET_KEY")
 	c.WidgetKey = os.Getenv("KEYLEDGER_WIDGET_KEY")
+	c.SealKey = os.Getenv("KEYLEDGER_SEAL_KEY")
 	c.UIFrameAncestors = strings.Fields(*frameAncestors)
 	c.UIStaleDays = *staleDays
 	if fs.NArg() > 0 {
@@ -284,6 +297,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	sealKey, err := m.sealKey()
+	if err != nil {
+		return err
+	}
 	l, err := m.openLedger(ctx)
 	if err != nil {
 		return err
@@ -316,6 +333,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		return nil
 	}
+	cpStream, err := eventstore.OpenCheckpoints(ctx, l.nc, 1)
+	if err != nil {
+		return err
+	}
+	seal := sealer.New(sealer.Config{
+		Source: sealSource{l.store}, Store: sealStore{cpStream}, Key: sealKey, Stream: m.Config.Stream,
+		Every: m.Config.SealEvery, Interval: m.Config.SealInterval, Log: m.log,
+	})
 	out, err := m.openOutbound(ctx, l, proj)
 	if err != nil {
 		return err
@@ -330,6 +355,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	handler := api.New(api.Config{
 		Commands: svc, Queries: proj, Feed: l.store,
+		Proofs: proofs{seal}, Exporter: exporter{store: l.store, cps: sealStore{cpStream}, stream: m.Config.Stream, pub: sealKey.Public().(ed25519.PublicKey)},
 		WidgetKey: widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
 		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
@@ -365,9 +391,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		defer workers.Done()
 		_ = proj.RunUsageFlusher(runCtx, 10*time.Second)
 	}()
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		// A ledger that no longer matches its checkpoints stops the sealer,
+		// loudly; the service goes on, and `keyledger audit verify` says
+		// what changed.
+		if err := seal.Run(runCtx); err != nil {
+			m.log.Error("sealer stopped", "err", err)
+		}
+	}()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
-	m.log.Info("keyledger serving", "http", m.addr, "data", m.Config.Data, "nats", natsMode(m.Config))
+	m.log.Info("keyledger serving", "seal_public_key", hex.EncodeToString(sealKey.Public().(ed25519.PublicKey)), "http", m.addr, "data", m.Config.Data, "nats", natsMode(m.Config))
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,161 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RawMessage is one ledger message as stored: for the sealer and for
+// export, which must see the bytes, not an interpretation of them.
+type RawMessage struct {
+	Seq     uint64
+	Subject string
+	Data    []byte
+	EventID string // the envelope's id, "" when the message has none
+}
+
+func rawOf(msg jetstream.Msg) (RawMessage, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return RawMessage{}, err
+	}
+	var env struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(msg.Data(), &env) // a message without an id is reported by whoever reads it
+	return RawMessage{Seq: meta.Sequence.Stream, Subject: msg.Subject(), Data: msg.Data(), EventID: env.ID}, nil
+}
+
+// FollowRaw calls fn with runs of raw messages from sequence from on, in
+// order, until ctx ends or fn fails.
+func (s *Store) FollowRaw(ctx context.Context, from uint64, fn func([]RawMessage) error) error {
+	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, 1),
+	})
+	if err != nil {
+		return mapErr("follow raw", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return mapErr("follow raw", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	var run []RawMessage
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return mapErr("follow raw", err)
+		}
+		m, err := rawOf(msg)
+		if err != nil {
+			return fmt.Errorf("eventstore: follow raw: %w", err)
+		}
+		run = append(run, m)
+		meta, _ := msg.Metadata()
+		if meta.NumPending == 0 || len(run) >= 256 {
+			if err := fn(run); err != nil {
+				return err
+			}
+			run = nil
+		}
+	}
+}
+
+// ReadRaw calls fn with every ledger message up to the last one now, in
+// order, and returns the last sequence read.
+func (s *Store) ReadRaw(ctx context.Context, fn func(RawMessage) error) (uint64, error) {
+	last, err := s.LastSeq(ctx)
+	if err != nil || last == 0 {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var read uint64
+	errDone := errors.New("done")
+	err = s.FollowRaw(ctx, 1, func(run []RawMessage) error {
+		for _, m := range run {
+			if m.Seq > last {
+				return errDone
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+			read = m.Seq
+		}
+		if read >= last {
+			return errDone
+		}
+		return nil
+	})
+	if errors.Is(err, errDone) {
+		err = nil
+	}
+	return read, err
+}
+
+// The checkpoint stream: the sealer's signed checkpoints, in order.
+const (
+	DefaultCheckpointStream = "KEYLEDGER_CHECKPOINTS"
+	SubjectCheckpoints      = "keyledger.checkpoints"
+)
+
+// Checkpoints is the checkpoint stream.
+type Checkpoints struct {
+	stream jetstream.Stream
+	js     jetstream.JetStream
+}
+
+// OpenCheckpoints creates or adopts the checkpoint stream: file storage,
+// no delete, no purge, no age limit, like the ledger.
+func OpenCheckpoints(ctx context.Context, nc *nats.Conn, replicas int) (*Checkpoints, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: DefaultCheckpointStream, Description: "keyledger: signed checkpoints of the ledger",
+		Subjects: []string{SubjectCheckpoints}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+		Discard: jetstream.DiscardNew, DenyDelete: true, DenyPurge: true, MaxMsgSize: 4 << 20, Replicas: max(replicas, 1),
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: create stream %s: %w", DefaultCheckpointStream, err)
+	}
+	return &Checkpoints{stream: st, js: js}, nil
+}
+
+// All returns every checkpoint, in order.
+func (c *Checkpoints) All(ctx context.Context) ([][]byte, error) {
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return nil, mapErr("checkpoints", err)
+	}
+	out := make([][]byte, 0, info.State.Msgs)
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		msg, err := c.stream.GetMsg(ctx, seq)
+		if err != nil {
+			return nil, mapErr("checkpoint", err)
+		}
+		out = append(out, msg.Data)
+	}
+	return out, nil
+}
+
+// Append appends a checkpoint if the stream holds exactly have of them.
+func (c *Checkpoints) Append(ctx context.Context, data []byte, have int) error {
+	_, err := c.js.Publish(ctx, SubjectCheckpoints, data, jetstream.WithExpectLastSequence(uint64(have)))
+	if err != nil {
+		return mapErr("append checkpoint", err)
+	}
+	return nil
+}
