@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyledger/keyledger/sealer"
 	"github.com/keyledger/keyledger/schemas"
+	"github.com/keyledger/keyledger/sealer"
 )
 
 // waitProof waits until an event is in a signed checkpoint and returns
