@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -17,16 +16,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/keyledger/keyledger/internal/browsertest"
 )
 
-// These tests drive the page in Chromium against a fake of the API, for
-// what the real server cannot show quickly: keys unused for months, lists
-// longer than a page, every error path, and focus handling. The real
-// server's browser tests are in cmd/keyledger/ui_test.go.
+// These tests drive the page in Chromium (internal/browsertest) against a
+// fake of the API, for what the real server cannot show quickly: keys
+// unused for months, lists longer than a page, every error path, and focus
+// handling. The real server's browser tests are in cmd/keyledger/ui_test.go.
 
 const testCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
 
@@ -240,9 +239,9 @@ func (f *fakeAPI) addLocked(name string, created time.Time, lastUsed *time.Time)
 	return k
 }
 
-func (f *fakeAPI) open(tb *tab, scope string) {
-	tb.t.Helper()
-	tb.navigate(f.url + "/ui/api-keys?scope=" + scope + "#token=" + f.token)
+func (f *fakeAPI) open(tb *browsertest.Tab, scope string) {
+	tb.T().Helper()
+	tb.Navigate(f.url + "/ui/api-keys?scope=" + scope + "#token=" + f.token)
 }
 
 const (
@@ -254,7 +253,7 @@ const (
 )
 
 func TestPage(t *testing.T) {
-	bctx := startBrowser(t)
+	browser := browsertest.Start(t, browsertest.Options{TabTimeout: 30 * time.Second})
 	day := 24 * time.Hour
 
 	t.Run("ListsEveryPageFlagsUnusedKeysAndShowsNamesAsText", func(t *testing.T) {
@@ -275,11 +274,11 @@ func TestPage(t *testing.T) {
 			f.addLocked("Expired", now.Add(-2*day), nil).ExpiresAt = &past
 			f.addLocked("Revoked", now.Add(-2*day), nil).Status = "revoked"
 		})
-		tb := openTab(t, bctx, 30*time.Second)
+		tb := browser.Open(t)
 		f.open(tb, "user")
-		tb.waitFor("the list", jsReady)
+		tb.WaitFor("the list", jsReady)
 
-		if n := evalIn[int](tb, jsRows); n != 130 {
+		if n := browsertest.Eval[int](tb, jsRows); n != 130 {
 			t.Fatalf("%d rows, want 130 (125 fillers, 5 named, no expired or revoked key)", n)
 		}
 		f.edit(func() {
@@ -288,7 +287,7 @@ func TestPage(t *testing.T) {
 			}
 		})
 		badge := func(name string) string {
-			return tb.str(`(() => { const r = [...document.querySelectorAll('#key-rows tr')].find(r => r.querySelector('th .name').textContent === ` + strconv.Quote(name) + `);
+			return tb.Str(`(() => { const r = [...document.querySelectorAll('#key-rows tr')].find(r => r.querySelector('th .name').textContent === ` + strconv.Quote(name) + `);
 				const b = r && r.querySelector('.badge'); return b ? b.textContent : '' })()`)
 		}
 		if b := badge("Never used"); b != "unused for 120 days" {
@@ -303,105 +302,106 @@ func TestPage(t *testing.T) {
 		if b := badge("Filler 000"); b != "" {
 			t.Errorf("new key: badge %q", b)
 		}
-		if !tb.bool(`[...document.querySelectorAll('#key-rows th .name')].some(th => th.textContent === '<img src=x onerror="document.title=\'owned\'">')`) ||
-			tb.bool(`document.querySelector('#key-rows img')`) || tb.str(`document.title`) != "API keys" {
+		if !tb.Bool(`[...document.querySelectorAll('#key-rows th .name')].some(th => th.textContent === '<img src=x onerror="document.title=\'owned\'">')`) ||
+			tb.Bool(`document.querySelector('#key-rows img')`) || tb.Str(`document.title`) != "API keys" {
 			t.Error("a key's name was parsed as HTML")
 		}
-		owners := tb.str(`[...document.querySelectorAll('#key-rows td.key-owner')].map(td => td.textContent).slice(0, 7).join('|')`)
-		if !strings.Contains(owners, "user_me (you)") || !strings.Contains(owners, "user_01E4ZCR3C56J083X43JQXF3JK5") || !tb.bool(`!document.querySelector('th.col-owner').hidden`) {
+		owners := tb.Str(`[...document.querySelectorAll('#key-rows td.key-owner')].map(td => td.textContent).slice(0, 7).join('|')`)
+		if !strings.Contains(owners, "user_me (you)") || !strings.Contains(owners, "user_01E4ZCR3C56J083X43JQXF3JK5") || !tb.Bool(`!document.querySelector('th.col-owner').hidden`) {
 			t.Errorf("owners %q", owners)
 		}
-		if tb.bool(`location.href.includes('#') || location.href.includes('token')`) || tb.bool(`localStorage.length || sessionStorage.length || document.cookie`) {
+		if tb.Bool(`location.href.includes('#') || location.href.includes('token')`) || tb.Bool(`localStorage.length || sessionStorage.length || document.cookie`) {
 			t.Error("the token stayed in the address bar, or the page stored something")
 		}
-		if c := tb.str(`document.getElementById('caption').textContent`); c != "Active keys (130)" {
+		if c := tb.Str(`document.getElementById('caption').textContent`); c != "Active keys (130)" {
 			t.Errorf("caption %q", c)
 		}
-		tb.shotViewport("desktop")
+		tb.ShotViewport("desktop")
 
 		for _, w := range []int{1024, 800, 700, 641, 639, 480, 320} {
 			var opts []chromedp.EmulateViewportOption
 			if w <= 480 {
 				opts = append(opts, chromedp.EmulateMobile)
 			}
-			tb.do(chromedp.EmulateViewport(int64(w), 700, opts...))
-			tb.waitFor("the viewport", `window.innerWidth === `+strconv.Itoa(w))
-			tb.bool(`new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`)
-			tb.shotViewport(strconv.Itoa(w))
-			if tb.bool(jsOverflows) {
-				t.Errorf("at %dpx the page is %s px wide", w, tb.str(`String(document.documentElement.scrollWidth)`))
+			tb.Do(chromedp.EmulateViewport(int64(w), 700, opts...))
+			tb.WaitFor("the viewport", `window.innerWidth === `+strconv.Itoa(w))
+			// Wait two frames for the layout (Eval awaits the promise).
+			browsertest.Eval[bool](tb, `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`)
+			tb.ShotViewport(strconv.Itoa(w))
+			if tb.Bool(jsOverflows) {
+				t.Errorf("at %dpx the page is %s px wide", w, tb.Str(`String(document.documentElement.scrollWidth)`))
 			}
 		}
-		if tb.str(`getComputedStyle(document.querySelector('#key-rows tr')).display`) != "block" {
+		if tb.Str(`getComputedStyle(document.querySelector('#key-rows tr')).display`) != "block" {
 			t.Error("at 320px the rows are not cards")
 		}
 	})
 
 	t.Run("CreateErrorsAndTheEndOfTheSession", func(t *testing.T) {
 		f := newFakeAPI(t, []string{"widgets:user-api-keys:manage-self"}, []string{"tasks:read", "projects:read", "billing:read"})
-		tb := openTab(t, bctx, 30*time.Second)
+		tb := browser.Open(t)
 		f.open(tb, "user")
-		tb.waitFor("the empty list", jsReady+` && !document.getElementById('empty').hidden`)
-		tb.shot("empty")
-		if tb.bool(`document.getElementById('create-btn').hidden`) {
+		tb.WaitFor("the empty list", jsReady+` && !document.getElementById('empty').hidden`)
+		tb.Shot("empty")
+		if tb.Bool(`document.getElementById('create-btn').hidden`) {
 			t.Fatal("manage-self: no Create button")
 		}
-		tb.click("#create-btn")
-		tb.waitFor("the create dialog", `document.getElementById('create-dialog').open`)
-		if id := tb.str(jsActiveID); id != "key-name" {
+		tb.Click("#create-btn")
+		tb.WaitFor("the create dialog", `document.getElementById('create-dialog').open`)
+		if id := tb.Str(jsActiveID); id != "key-name" {
 			t.Errorf("focus in the create dialog: %q", id)
 		}
-		if offered := tb.str(`[...document.querySelectorAll('#perm-list input')].map(b => b.value + (b.labels.length === 1 ? '' : '(unlabelled)')).join(',')`); offered != "projects:read,tasks:read" {
+		if offered := tb.Str(`[...document.querySelectorAll('#perm-list input')].map(b => b.value + (b.labels.length === 1 ? '' : '(unlabelled)')).join(',')`); offered != "projects:read,tasks:read" {
 			t.Errorf("offered %q, want the catalogue ∩ the user's permissions", offered)
 		}
 
-		tb.click("#create-submit")
-		if e := tb.str(`document.getElementById('key-name-error').textContent`); !strings.Contains(e, "Enter a name") || !tb.bool(`document.getElementById('key-name').getAttribute('aria-invalid') === 'true'`) {
+		tb.Click("#create-submit")
+		if e := tb.Str(`document.getElementById('key-name-error').textContent`); !strings.Contains(e, "Enter a name") || !tb.Bool(`document.getElementById('key-name').getAttribute('aria-invalid') === 'true'`) {
 			t.Errorf("empty name: error %q", e)
 		}
-		tb.typeInto("#key-name", "Nightly")
-		tb.click(`#perm-list input[value="tasks:read"]`)
+		tb.Type("#key-name", "Nightly")
+		tb.Click(`#perm-list input[value="tasks:read"]`)
 		f.failNext("create", 422, "permission_exceeds_user")
-		tb.click("#create-submit")
-		tb.waitFor("the create error", `document.getElementById('create-error').textContent.includes('fake permission_exceeds_user')`)
+		tb.Click("#create-submit")
+		tb.WaitFor("the create error", `document.getElementById('create-error').textContent.includes('fake permission_exceeds_user')`)
 		f.failNext("create", 400, "invalid_name")
-		tb.click("#create-submit")
-		tb.waitFor("the name error", `document.getElementById('key-name-error').textContent === 'fake invalid_name'`)
-		tb.shot("errors")
+		tb.Click("#create-submit")
+		tb.WaitFor("the name error", `document.getElementById('key-name-error').textContent === 'fake invalid_name'`)
+		tb.Shot("errors")
 
 		tomorrow := time.Now().UTC().Add(24 * time.Hour).Format("2006-01-02")
-		tb.do(chromedp.SetValue(chromedp.CSS("#key-expiry"), tomorrow))
+		tb.Do(chromedp.SetValue(chromedp.CSS("#key-expiry"), tomorrow))
 		f.failNext("create", 401, "widget_token_expired")
-		tb.click("#create-submit")
-		tb.waitFor("the end of the session", `document.getElementById('app').dataset.state === 'over'`)
-		if a := tb.str(jsAlert); !strings.Contains(a, "session is over") || !strings.Contains(a, "expired") {
+		tb.Click("#create-submit")
+		tb.WaitFor("the end of the session", `document.getElementById('app').dataset.state === 'over'`)
+		if a := tb.Str(jsAlert); !strings.Contains(a, "session is over") || !strings.Contains(a, "expired") {
 			t.Errorf("alert %q", a)
 		}
-		if tb.bool(`document.getElementById('create-dialog').open`) {
+		if tb.Bool(`document.getElementById('create-dialog').open`) {
 			t.Error("the create dialog stayed open")
 		}
-		if n := evalIn[int](tb, `[...document.querySelectorAll('button, input')].filter(c => !c.disabled && !document.getElementById('secret-dialog').contains(c)).length`); n != 0 {
+		if n := browsertest.Eval[int](tb, `[...document.querySelectorAll('button, input')].filter(c => !c.disabled && !document.getElementById('secret-dialog').contains(c)).length`); n != 0 {
 			t.Errorf("%d controls still enabled after the session ended", n)
 		}
-		if id := tb.str(jsActiveID); id != "alert" {
+		if id := tb.Str(jsActiveID); id != "alert" {
 			t.Errorf("focus after the session ended: %q", id)
 		}
-		tb.shot("session-over")
+		tb.Shot("session-over")
 
 		// The host hands over a new token through the fragment.
 		var tok string
 		f.edit(func() { f.token = "kwt_fake." + rand.Text(); tok = f.token })
-		tb.do(chromedp.Evaluate[chromedp.Void](`location.hash = '#token=` + tok + `'`))
-		tb.waitFor("the page with the new token", jsReady+` && !document.getElementById('create-btn').disabled`)
-		if tb.str(jsAlert) != "" || tb.bool(`location.href.includes('token')`) {
-			t.Errorf("after a new token: alert %q, address %q", tb.str(jsAlert), tb.str(`location.href`))
+		tb.Do(chromedp.Evaluate[chromedp.Void](`location.hash = '#token=` + tok + `'`))
+		tb.WaitFor("the page with the new token", jsReady+` && !document.getElementById('create-btn').disabled`)
+		if tb.Str(jsAlert) != "" || tb.Bool(`location.href.includes('token')`) {
+			t.Errorf("after a new token: alert %q, address %q", tb.Str(jsAlert), tb.Str(`location.href`))
 		}
-		tb.click("#create-btn")
-		tb.typeInto("#key-name", "Nightly")
-		tb.click(`#perm-list input[value="tasks:read"]`)
-		tb.do(chromedp.SetValue(chromedp.CSS("#key-expiry"), tomorrow))
-		tb.click("#create-submit")
-		tb.waitFor("the new key", `document.getElementById('secret-dialog').open`)
+		tb.Click("#create-btn")
+		tb.Type("#key-name", "Nightly")
+		tb.Click(`#perm-list input[value="tasks:read"]`)
+		tb.Do(chromedp.SetValue(chromedp.CSS("#key-expiry"), tomorrow))
+		tb.Click("#create-submit")
+		tb.WaitFor("the new key", `document.getElementById('secret-dialog').open`)
 		var body map[string]any
 		f.edit(func() { body = f.created[len(f.created)-1] })
 		if body["expires_at"] != tomorrow+"T23:59:59Z" || body["user_id"] != "user_me" || fmt.Sprint(body["permissions"]) != "[tasks:read]" || body["name"] != "Nightly" {
@@ -413,76 +413,72 @@ func TestPage(t *testing.T) {
 		f := newFakeAPI(t, []string{"widgets:user-api-keys:manage-self"}, nil)
 		f.add("First", time.Now().Add(-time.Hour), nil)
 		f.add("Second", time.Now(), nil)
-		tb := openTab(t, bctx, 30*time.Second)
+		tb := browser.Open(t)
 		// A clipboard that refuses, as in a frame without clipboard-write.
-		tb.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
-				Source: `navigator.clipboard.writeText = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));`})
-			return err
-		}))
+		tb.OnNewDocument(`navigator.clipboard.writeText = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));`)
 		f.open(tb, "user")
-		tb.waitFor("the list", jsReady+` && `+jsRows+` === 2`)
-		if tb.bool(`!document.querySelector('th.col-owner').hidden`) {
+		tb.WaitFor("the list", jsReady+` && `+jsRows+` === 2`)
+		if tb.Bool(`!document.querySelector('th.col-owner').hidden`) {
 			t.Error("manage-self: an owner column")
 		}
 
-		tb.do(chromedp.Focus(chromedp.CSS("#create-btn")))
-		tb.key(kb.Enter)
-		tb.waitFor("the create dialog", `document.getElementById('create-dialog').open && document.activeElement.id === 'key-name'`)
-		if offered := evalIn[int](tb, `document.querySelectorAll('#perm-list input').length`); offered != 4 {
+		tb.Do(chromedp.Focus(chromedp.CSS("#create-btn")))
+		tb.Key(kb.Enter)
+		tb.WaitFor("the create dialog", `document.getElementById('create-dialog').open && document.activeElement.id === 'key-name'`)
+		if offered := browsertest.Eval[int](tb, `document.querySelectorAll('#perm-list input').length`); offered != 4 {
 			t.Errorf("user_permissions null: %d permissions offered, want the whole catalogue", offered)
 		}
-		tb.escape()
-		tb.waitFor("the closed dialog", `!document.getElementById('create-dialog').open && document.activeElement.id === 'create-btn'`)
+		tb.Escape()
+		tb.WaitFor("the closed dialog", `!document.getElementById('create-dialog').open && document.activeElement.id === 'create-btn'`)
 
-		tb.key(kb.Enter)
-		tb.waitFor("the create dialog", `document.activeElement.id === 'key-name'`)
-		tb.do(chromedp.KeyEvent("Laptop\r"))
-		tb.waitFor("the new key", `document.getElementById('secret-dialog').open && document.activeElement.id === 'secret-value'`)
-		value := tb.str(`document.getElementById('secret-value').value`)
+		tb.Key(kb.Enter)
+		tb.WaitFor("the create dialog", `document.activeElement.id === 'key-name'`)
+		tb.Do(chromedp.KeyEvent("Laptop\r"))
+		tb.WaitFor("the new key", `document.getElementById('secret-dialog').open && document.activeElement.id === 'secret-value'`)
+		value := tb.Str(`document.getElementById('secret-value').value`)
 		if !strings.HasPrefix(value, "sk_test_") {
 			t.Fatalf("shown value %q", value)
 		}
-		tb.click("#copy-btn")
-		tb.waitFor("the copy fallback", `document.getElementById('copy-status').textContent.includes('Ctrl+C')`)
-		if !tb.bool(`document.activeElement.id === 'secret-value' && document.activeElement.selectionStart === 0 && document.activeElement.selectionEnd === document.activeElement.value.length`) {
+		tb.Click("#copy-btn")
+		tb.WaitFor("the copy fallback", `document.getElementById('copy-status').textContent.includes('Ctrl+C')`)
+		if !tb.Bool(`document.activeElement.id === 'secret-value' && document.activeElement.selectionStart === 0 && document.activeElement.selectionEnd === document.activeElement.value.length`) {
 			t.Error("after a refused copy the value is not selected")
 		}
-		tb.shot("copy-fallback")
-		tb.escape()
-		tb.waitFor("the list with the new key", `!document.getElementById('secret-dialog').open && `+jsRows+` === 3`)
-		if tb.str(jsActiveID) != "create-btn" {
-			t.Errorf("focus after the value dialog: %q", tb.str(jsActiveID))
+		tb.Shot("copy-fallback")
+		tb.Escape()
+		tb.WaitFor("the list with the new key", `!document.getElementById('secret-dialog').open && `+jsRows+` === 3`)
+		if tb.Str(jsActiveID) != "create-btn" {
+			t.Errorf("focus after the value dialog: %q", tb.Str(jsActiveID))
 		}
-		if tb.bool(`document.getElementById('secret-value')`) || strings.Contains(tb.str(`document.documentElement.outerHTML`), value) {
+		if tb.Bool(`document.getElementById('secret-value')`) || strings.Contains(tb.Str(`document.documentElement.outerHTML`), value) {
 			t.Error("the value is still in the document")
 		}
-		if s := tb.str(`document.getElementById('status').textContent`); s != "Key “Laptop” created." {
+		if s := tb.Str(`document.getElementById('status').textContent`); s != "Key “Laptop” created." {
 			t.Errorf("status %q", s)
 		}
 
 		// Revoke: focus goes to Cancel, Escape brings it back to the button.
 		sel := `#key-rows tr:nth-child(2) .key-actions button`
-		label := tb.str(`document.querySelector('` + sel + `').getAttribute('aria-label')`)
-		tb.click(sel)
-		tb.waitFor("the revoke dialog", `document.getElementById('revoke-dialog').open && document.activeElement.id === 'revoke-cancel'`)
-		if d := tb.str(`document.getElementById('revoke-desc').textContent`); !strings.Contains(d, "“"+strings.TrimPrefix(label, "Revoke ")+"”") {
+		label := tb.Str(`document.querySelector('` + sel + `').getAttribute('aria-label')`)
+		tb.Click(sel)
+		tb.WaitFor("the revoke dialog", `document.getElementById('revoke-dialog').open && document.activeElement.id === 'revoke-cancel'`)
+		if d := tb.Str(`document.getElementById('revoke-desc').textContent`); !strings.Contains(d, "“"+strings.TrimPrefix(label, "Revoke ")+"”") {
 			t.Errorf("the confirmation %q does not name the key (%s)", d, label)
 		}
-		tb.escape()
-		tb.waitFor("focus back on the Revoke button", `!document.getElementById('revoke-dialog').open && document.activeElement.getAttribute('aria-label') === `+strconv.Quote(label))
-		tb.key(kb.Enter)
-		tb.waitFor("the revoke dialog", `document.activeElement.id === 'revoke-cancel'`)
+		tb.Escape()
+		tb.WaitFor("focus back on the Revoke button", `!document.getElementById('revoke-dialog').open && document.activeElement.getAttribute('aria-label') === `+strconv.Quote(label))
+		tb.Key(kb.Enter)
+		tb.WaitFor("the revoke dialog", `document.activeElement.id === 'revoke-cancel'`)
 		f.failNext("revoke", 500, "internal")
-		tb.click("#revoke-confirm")
-		tb.waitFor("the revoke error", `document.getElementById('revoke-error').textContent.includes('fake internal')`)
-		tb.click("#revoke-confirm")
-		tb.waitFor("the key gone", `!document.getElementById('revoke-dialog').open && `+jsRows+` === 2`)
-		if tb.bool(`[...document.querySelectorAll('#key-rows button')].some(b => b.getAttribute('aria-label') === ` + strconv.Quote(label) + `)`) {
+		tb.Click("#revoke-confirm")
+		tb.WaitFor("the revoke error", `document.getElementById('revoke-error').textContent.includes('fake internal')`)
+		tb.Click("#revoke-confirm")
+		tb.WaitFor("the key gone", `!document.getElementById('revoke-dialog').open && `+jsRows+` === 2`)
+		if tb.Bool(`[...document.querySelectorAll('#key-rows button')].some(b => b.getAttribute('aria-label') === ` + strconv.Quote(label) + `)`) {
 			t.Error("the revoked key is still listed")
 		}
-		if !strings.HasPrefix(tb.str(`document.activeElement.getAttribute('aria-label') || ''`), "Revoke ") {
-			t.Errorf("focus after revoking: %q", tb.str(`document.activeElement.outerHTML`))
+		if !strings.HasPrefix(tb.Str(`document.activeElement.getAttribute('aria-label') || ''`), "Revoke ") {
+			t.Errorf("focus after revoking: %q", tb.Str(`document.activeElement.outerHTML`))
 		}
 	})
 
@@ -490,43 +486,43 @@ func TestPage(t *testing.T) {
 		f := newFakeAPI(t, []string{"widgets:user-api-keys:manage-self"}, nil)
 		f.add("First", time.Now(), nil)
 		f.failNext("list", 503, "unavailable")
-		tb := openTab(t, bctx, 30*time.Second)
+		tb := browser.Open(t)
 		f.open(tb, "user")
-		tb.waitFor("the load error", jsReady+` && document.getElementById('alert').textContent.includes('could not be loaded: fake unavailable')`)
-		tb.click("#create-btn")
-		tb.typeInto("#key-name", "Second\r")
-		tb.waitFor("the new key", `document.getElementById('secret-value')`)
-		tb.click("#secret-done")
-		tb.waitFor("the list", jsReady+` && `+jsRows+` === 2`)
-		if a := tb.str(jsAlert); a != "" {
+		tb.WaitFor("the load error", jsReady+` && document.getElementById('alert').textContent.includes('could not be loaded: fake unavailable')`)
+		tb.Click("#create-btn")
+		tb.Type("#key-name", "Second\r")
+		tb.WaitFor("the new key", `document.getElementById('secret-value')`)
+		tb.Click("#secret-done")
+		tb.WaitFor("the list", jsReady+` && `+jsRows+` === 2`)
+		if a := tb.Str(jsAlert); a != "" {
 			t.Errorf("after a good load the alert still says %q", a)
 		}
 	})
 
 	t.Run("NoTokenUnknownScopeAndNoPermission", func(t *testing.T) {
 		f := newFakeAPI(t, []string{"widgets:user-api-keys:manage-self"}, nil)
-		tb := openTab(t, bctx, 30*time.Second)
-		tb.navigate(f.url + "/ui/api-keys?scope=user")
-		tb.waitFor("the no-token message", `document.getElementById('app').dataset.state === 'error'`)
-		if a := tb.str(jsAlert); !strings.Contains(a, "no widget token") {
+		tb := browser.Open(t)
+		tb.Navigate(f.url + "/ui/api-keys?scope=user")
+		tb.WaitFor("the no-token message", `document.getElementById('app').dataset.state === 'error'`)
+		if a := tb.Str(jsAlert); !strings.Contains(a, "no widget token") {
 			t.Errorf("without a token: %q", a)
 		}
-		tb.shot("no-token")
-		tb.navigate(f.url + "/ui/api-keys?scope=team#token=" + f.token)
-		tb.waitFor("the scope message", `document.getElementById('app').dataset.state === 'error'`)
-		if a := tb.str(jsAlert); !strings.Contains(a, "“team”") {
+		tb.Shot("no-token")
+		tb.Navigate(f.url + "/ui/api-keys?scope=team#token=" + f.token)
+		tb.WaitFor("the scope message", `document.getElementById('app').dataset.state === 'error'`)
+		if a := tb.Str(jsAlert); !strings.Contains(a, "“team”") {
 			t.Errorf("unknown scope: %q", a)
 		}
 		f.open(tb, "organization")
-		tb.waitFor("the denial", `document.getElementById('app').dataset.state === 'error'`)
-		if a := tb.str(jsAlert); !strings.Contains(a, "may not manage this organization’s API keys") || !tb.bool(`document.getElementById('create-btn').hidden`) {
+		tb.WaitFor("the denial", `document.getElementById('app').dataset.state === 'error'`)
+		if a := tb.Str(jsAlert); !strings.Contains(a, "may not manage this organization’s API keys") || !tb.Bool(`document.getElementById('create-btn').hidden`) {
 			t.Errorf("organization scope without widgets:api-keys:manage: %q", a)
 		}
-		tb.shot("denied")
+		tb.Shot("denied")
 		f.edit(func() { f.session["permissions"] = []string{"widgets:api-keys:manage"} })
 		f.open(tb, "user")
-		tb.waitFor("the denial", `document.getElementById('app').dataset.state === 'error'`)
-		if a := tb.str(jsAlert); !strings.Contains(a, "may not manage user API keys") {
+		tb.WaitFor("the denial", `document.getElementById('app').dataset.state === 'error'`)
+		if a := tb.Str(jsAlert); !strings.Contains(a, "may not manage user API keys") {
 			t.Errorf("user scope with only widgets:api-keys:manage: %q", a)
 		}
 	})
