@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -17,6 +16,7 @@ import (
 	"github.com/keyledger/keyledger/api"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/freshness"
 	"github.com/keyledger/keyledger/projections"
 	"github.com/keyledger/keyledger/schemas"
 )
@@ -56,8 +56,7 @@ type Validator struct {
 	store *eventstore.Store
 	proj  *projections.Projection
 
-	epoch  time.Time    // monotonic reference for proven
-	proven atomic.Int64 // nanoseconds since epoch of the last proof; 0: none
+	fresh *freshness.Prover
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -79,7 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 		host, _ := os.Hostname()
 		cfg.Source = host + ":" + strconv.Itoa(os.Getpid())
 	}
-	v := &Validator{cfg: cfg, log: cfg.Log, epoch: time.Now()}
+	v := &Validator{cfg: cfg, log: cfg.Log}
 	opts := append([]nats.Option{
 		nats.Name("keyledger-embedded-validator"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.CustomInboxPrefix(eventstore.ValidatorInboxPrefix),
@@ -102,6 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 		v.nc.Close()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
+	v.fresh = freshness.New(v.store, v.proj, cfg.StaleAfter, cfg.Log)
 	runCtx, stop := context.WithCancel(context.Background())
 	v.stop = stop
 	v.wg.Add(3)
@@ -114,7 +114,7 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 	}()
 	go func() {
 		defer v.wg.Done()
-		v.prove(runCtx)
+		v.fresh.Run(runCtx)
 	}()
 	go func() {
 		defer v.wg.Done()
@@ -146,57 +146,18 @@ func (v *Validator) Validate(_ context.Context, value string) (*schemas.Validate
 }
 
 // current reports whether the last proof is younger than StaleAfter.
-func (v *Validator) current() bool {
-	p := v.proven.Load()
-	return p != 0 && time.Since(v.epoch)-time.Duration(p) <= v.cfg.StaleAfter
-}
+func (v *Validator) current() bool { return v.fresh.Current() }
 
 // WaitCurrent waits until the projection is proven current.
 func (v *Validator) WaitCurrent(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for !v.current() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("embedded: waiting to catch up with the ledger (applied %d): %w", v.proj.Applied(), ctx.Err())
-		case <-t.C:
-		}
+	if err := v.fresh.Wait(ctx); err != nil {
+		return fmt.Errorf("embedded: applied %d: %w", v.proj.Applied(), err)
 	}
 	return nil
 }
 
 // Applied returns the last ledger sequence the projection applied.
 func (v *Validator) Applied() uint64 { return v.proj.Applied() }
-
-// prove records, at a quarter of StaleAfter, the time at which it asked
-// the ledger for its last sequence, once the projection has reached it:
-// from then on the projection held everything the ledger had then.
-func (v *Validator) prove(ctx context.Context) {
-	every := max(v.cfg.StaleAfter/4, 10*time.Millisecond)
-	for {
-		asked := time.Since(v.epoch)
-		if err := v.proveOnce(ctx, every*2); err != nil && ctx.Err() == nil {
-			v.log.Warn("embedded: cannot prove the projection current", "err", err, "applied", v.proj.Applied())
-		} else if err == nil {
-			v.proven.Store(int64(asked))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-	}
-}
-
-func (v *Validator) proveOnce(ctx context.Context, within time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	last, err := v.store.LastSeq(ctx)
-	if err != nil {
-		return err
-	}
-	return v.proj.WaitApplied(ctx, last)
-}
 
 // report publishes the last-used times of keys validated since the last
 // report, and once more when the validator closes.

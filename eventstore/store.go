@@ -127,6 +127,11 @@ func (s *Store) Append(ctx context.Context, batch []domain.Append) (domain.Appen
 	if len(batch) == 0 {
 		return domain.AppendResult{}, fmt.Errorf("eventstore: append: empty batch")
 	}
+	// Fail fast while NATS is away: nats.go would buffer the publish and
+	// the command would wait its whole timeout for an acknowledgement.
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return domain.AppendResult{}, fmt.Errorf("eventstore: append: nats is %s: %w", st, domain.ErrUnavailable)
+	}
 	msgs := make([]*nats.Msg, len(batch))
 	for i, a := range batch {
 		subj, body, err := Encode(a.Event)
