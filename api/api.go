@@ -96,6 +96,9 @@ type Config struct {
 	// Ready reports whether the projection has caught up with the ledger.
 	Ready func(ctx context.Context) error
 	Log   *slog.Logger
+	// FailedValidationLimit rate limits failed validations per source
+	// address (ratelimit.go); the zero value: no limit.
+	FailedValidationLimit FailLimit
 }
 
 // Server is the HTTP API.
@@ -104,6 +107,7 @@ type Server struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	table []Route
+	fails *failLimiter // nil: failed validations are not limited
 }
 
 // MaxBodyBytes bounds every request body.
@@ -114,7 +118,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), fails: newFailLimiter(cfg.FailedValidationLimit)}
 	s.routes()
 	return s
 }

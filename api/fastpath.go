@@ -260,6 +260,9 @@ func (s *Server) validateFast(w http.ResponseWriter, r *http.Request) {
 	}
 	var k domain.ValidKey
 	reason := s.cfg.Queries.ValidateInto(value, &k)
+	if reason != "" && s.limitFailure(w, r) {
+		return
+	}
 	obfuscated := ""
 	if reason == "" {
 		obfuscated = domain.ObfuscateKey(value)

@@ -139,11 +139,12 @@ func (s *Server) mintWidgetToken(w http.ResponseWriter, r *http.Request, _ domai
 	}
 	ttl := defaultWidgetTTL
 	if req.ExpiresIn != 0 {
-		ttl = time.Duration(req.ExpiresIn) * time.Second
-		if req.ExpiresIn < 1 || ttl > maxWidgetTTL {
+		// Bounds first: the product overflows for large values.
+		if req.ExpiresIn < 1 || req.ExpiresIn > int(maxWidgetTTL/time.Second) {
 			writeError(w, http.StatusBadRequest, "invalid_expires_in", "expires_in is from 1 to 3600 seconds")
 			return
 		}
+		ttl = time.Duration(req.ExpiresIn) * time.Second
 	}
 	c := widgetClaims{Version: 1, OrganizationID: req.OrganizationID, UserID: req.UserID, Permissions: perms, IssuedAt: s.now().UnixMilli()}
 	if req.UserPermissions != nil {

@@ -306,6 +306,9 @@ func (c *Client) once(ctx context.Context, method, target string, hdr http.Heade
 	} else {
 		apiErr.Code, apiErr.Message = "http_"+strconv.Itoa(resp.StatusCode), http.StatusText(resp.StatusCode)
 	}
+	if apiErr.Code == "too_many_failed_validations" {
+		return -1, apiErr // an answer about the presented keys, not an outage
+	}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return retryAfter(apiErr.RetryAfter), apiErr

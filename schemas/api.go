@@ -194,7 +194,7 @@ type WidgetTokenRequest struct {
 	Permissions    []string `json:"permissions"` // the manage permissions the user holds
 	// UserPermissions, when given, are the API permissions the user holds:
 	// their own keys may carry only these.
-	UserPermissions []string `json:"user_permissions,omitempty"`
+	UserPermissions []string `json:"user_permissions"`     // null: no limit beyond the catalogue
 	ExpiresIn       int      `json:"expires_in,omitempty"` // seconds; default and bounds set by the server
 }
 

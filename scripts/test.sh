@@ -47,6 +47,26 @@ go vet ./...
 # Short fuzz and fault runs by default; KEYLEDGER_LONG=1 runs them longer.
 go test -race -count=1 -timeout 20m ./... "$@"
 
+# Each fuzz target for a short fixed time (corpora in each package's
+# testdata/fuzz; KEYLEDGER_FUZZTIME runs them longer). -fuzzminimizetime
+# keeps the minimizing of a new input from eating the run.
+fuzztime=${KEYLEDGER_FUZZTIME:-2s}
+fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "$fuzztime" -fuzzminimizetime 10x "$1"; }
+fuzz ./domain FuzzCheckKeyFormat
+fuzz ./domain FuzzKeyParts
+fuzz ./domain FuzzKeyCorruption
+fuzz ./eventstore FuzzDecodeFast
+fuzz ./eventstore FuzzDecode
+fuzz ./projections FuzzDecodeRecordFast
+fuzz ./webhooks FuzzSignVerifies
+fuzz ./webhooks FuzzVerifySignatureHeaders
+fuzz ./api FuzzParseValue
+fuzz ./api FuzzDecodeRequests
+fuzz ./api FuzzValidateHandler
+fuzz ./api FuzzWidgetToken
+fuzz ./api FuzzWidgetClaims
+fuzz ./cmd/keyledger FuzzAPIRequests
+
 # The hot-path benchmarks, a few iterations each, so that they cannot rot
 # (figures come from full runs, never from here).
 go test -run '^$' -bench . -benchtime 20x -timeout 10m ./...

@@ -72,6 +72,10 @@ type Config struct {
 	SealEvery    int
 	SealInterval time.Duration
 
+	// ValidationFailLimit rate limits failed validations per source
+	// address (--validation-fail-limit); the zero value: off.
+	ValidationFailLimit api.FailLimit
+
 	// AuditSinks are audit sink specs (consumers.ParseSink): --audit-sink,
 	// repeatable, else KEYLEDGER_AUDIT_SINKS, comma-separated.
 	AuditSinks []string
@@ -164,6 +168,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.SealKeyFile, "seal-key-file", env("KEYLEDGER_SEAL_KEY_FILE", ""), "file holding the Ed25519 seed that signs checkpoints (KEYLEDGER_SEAL_KEY_FILE; default: made once in the data folder; KEYLEDGER_SEAL_KEY takes the seed itself)")
 	fs.IntVar(&c.SealEvery, "seal-every", 1000, "seal a checkpoint after this many new events")
 	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
+	failLimit := fs.String("validation-fail-limit", env("KEYLEDGER_VALIDATION_FAIL_LIMIT", "100/min"), "failed validations (not_found, malformed, revoked, expired) one source address may make, e.g. 100/min, 10/s or 20/30s; past it its further failed validations are answered 429 with Retry-After (valid keys never are); 0 turns it off (KEYLEDGER_VALIDATION_FAIL_LIMIT)")
 	var sinks specList
 	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
 	if err := fs.Parse(args); err != nil {
@@ -180,6 +185,10 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.WebhookDisableAfter, err = time.ParseDuration(*disableAfter); err != nil {
 		fmt.Fprintf(m.stderr, "--webhook-disable-after: %v\n", err)
+		return errUsage
+	}
+	if c.ValidationFailLimit, err = api.ParseFailLimit(*failLimit); err != nil {
+		fmt.Fprintf(m.stderr, "--validation-fail-limit: %v\n", err)
 		return errUsage
 	}
 	c.WebhookSecretKey = os.Getenv("KEYLEDGER_WEBHOOK_SECRET_KEY")
@@ -356,7 +365,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	handler := api.New(api.Config{
 		Commands: svc, Queries: proj, Feed: l.store,
 		Proofs: proofs{seal}, Exporter: exporter{store: l.store, cps: sealStore{cpStream}, stream: m.Config.Stream, pub: sealKey.Public().(ed25519.PublicKey)},
-		WidgetKey: widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
+		FailedValidationLimit: m.Config.ValidationFailLimit,
+		WidgetKey:             widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
 		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
 	})
