@@ -91,6 +91,9 @@ type Config struct {
 	// nil: those routes answer 404.
 	Proofs   Proofs
 	Exporter Exporter
+	// Fresh, when set, tells whether this node's projection is proven
+	// current; validations answer 503 ledger_stale while it is not.
+	Fresh func() bool
 	// Now is the clock of widget token expiry (default time.Now).
 	Now func() time.Time
 	// Ready reports whether the projection has caught up with the ledger.

@@ -258,6 +258,12 @@ func (s *Server) validateFast(w http.ResponseWriter, r *http.Request) {
 		}
 		value = req.Value
 	}
+	// Fail closed: no answer from a projection not proven current.
+	if s.cfg.Fresh != nil && !s.cfg.Fresh() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "ledger_stale", "this node cannot prove it is current with the ledger; validations resume when it can")
+		return
+	}
 	var k domain.ValidKey
 	reason := s.cfg.Queries.ValidateInto(value, &k)
 	if reason != "" && s.limitFailure(w, r) {

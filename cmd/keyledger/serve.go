@@ -27,6 +27,7 @@ import (
 	"github.com/keyledger/keyledger/consumers"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/freshness"
 	"github.com/keyledger/keyledger/projections"
 	"github.com/keyledger/keyledger/sealer"
 	"github.com/keyledger/keyledger/web"
@@ -71,6 +72,10 @@ type Config struct {
 	SealKeyFile  string
 	SealEvery    int
 	SealInterval time.Duration
+
+	// StaleAfter is how long validations answer without a proof that the
+	// projection is current (the ledger lost); then they fail closed.
+	StaleAfter time.Duration
 
 	// ValidationFailLimit rate limits failed validations per source
 	// address (--validation-fail-limit); the zero value: off.
@@ -168,6 +173,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.SealKeyFile, "seal-key-file", env("KEYLEDGER_SEAL_KEY_FILE", ""), "file holding the Ed25519 seed that signs checkpoints (KEYLEDGER_SEAL_KEY_FILE; default: made once in the data folder; KEYLEDGER_SEAL_KEY takes the seed itself)")
 	fs.IntVar(&c.SealEvery, "seal-every", 1000, "seal a checkpoint after this many new events")
 	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
+	fs.DurationVar(&c.StaleAfter, "stale-after", 10*time.Second, "validations fail closed (503) when this node cannot prove for this long that its projection is current with the ledger")
 	failLimit := fs.String("validation-fail-limit", env("KEYLEDGER_VALIDATION_FAIL_LIMIT", "100/min"), "failed validations (not_found, malformed, revoked, expired) one source address may make, e.g. 100/min, 10/s or 20/30s; past it its further failed validations are answered 429 with Retry-After (valid keys never are); 0 turns it off (KEYLEDGER_VALIDATION_FAIL_LIMIT)")
 	var sinks specList
 	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
@@ -332,6 +338,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Ledger: l.store, View: proj, KeyPrefix: m.Config.KeyPrefix, NewID: eventstore.NewID,
 		ReplayWindow: 2 * time.Minute,
 	})
+	staleAfter := m.Config.StaleAfter
+	if staleAfter <= 0 {
+		staleAfter = 10 * time.Second
+	}
+	fresh := freshness.New(l.store, proj, staleAfter, m.log)
 	ready := func(ctx context.Context) error {
 		last, err := l.store.LastSeq(ctx)
 		if err != nil {
@@ -339,6 +350,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		if applied := proj.Applied(); applied < last {
 			return fmt.Errorf("projection at %d of %d", applied, last)
+		}
+		if !fresh.Current() {
+			return errors.New("the projection is not yet proven current")
 		}
 		return nil
 	}
@@ -365,8 +379,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	handler := api.New(api.Config{
 		Commands: svc, Queries: proj, Feed: l.store,
 		Proofs: proofs{seal}, Exporter: exporter{store: l.store, cps: sealStore{cpStream}, stream: m.Config.Stream, pub: sealKey.Public().(ed25519.PublicKey)},
-		FailedValidationLimit: m.Config.ValidationFailLimit,
-		WidgetKey:             widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
+		FailedValidationLimit: m.Config.ValidationFailLimit, Fresh: fresh.Current,
+		WidgetKey: widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
 		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
 	})
@@ -401,7 +415,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		defer workers.Done()
 		_ = proj.RunUsageFlusher(runCtx, 10*time.Second)
 	}()
-	workers.Add(1)
+	workers.Add(2)
+	go func() {
+		defer workers.Done()
+		fresh.Run(runCtx)
+	}()
 	go func() {
 		defer workers.Done()
 		// A ledger that no longer matches its checkpoints stops the sealer,
