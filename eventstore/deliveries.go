@@ -118,15 +118,9 @@ type DeliveryQueue struct {
 // NewDeliveryQueue creates the delivery stream, or adopts an existing one.
 func NewDeliveryQueue(ctx context.Context, nc *nats.Conn, cfg DeliveryConfig) (*DeliveryQueue, error) {
 	cfg.withDefaults()
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	js, st, err := createStream(ctx, nc, cfg.Timeout, DeliveryStreamConfig(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := js.CreateOrUpdateStream(ctx, DeliveryStreamConfig(cfg))
-	if err != nil {
-		return nil, mapErr("create stream "+cfg.Stream, err)
+		return nil, err
 	}
 	return &DeliveryQueue{cfg: cfg, nc: nc, js: js, stream: st}, nil
 }

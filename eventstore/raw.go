@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -118,18 +119,14 @@ type Checkpoints struct {
 // OpenCheckpoints creates or adopts the checkpoint stream: file storage,
 // no delete, no purge, no age limit, like the ledger.
 func OpenCheckpoints(ctx context.Context, nc *nats.Conn, replicas int) (*Checkpoints, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: %w", err)
-	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	js, st, err := createStream(ctx, nc, 5*time.Second, jetstream.StreamConfig{
 		Name: DefaultCheckpointStream, Description: "keyledger: signed checkpoints of the ledger",
 		Subjects: []string{SubjectCheckpoints}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 		Discard: jetstream.DiscardNew, DenyDelete: true, DenyPurge: true, MaxMsgSize: 4 << 20, Replicas: max(replicas, 1),
 		AllowDirect: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", DefaultCheckpointStream, err)
+		return nil, err
 	}
 	return &Checkpoints{stream: st, js: js}, nil
 }

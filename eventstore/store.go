@@ -75,17 +75,27 @@ func StreamConfig(cfg Config) jetstream.StreamConfig {
 // Open creates the ledger stream, or adopts an existing one.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	cfg.withDefaults()
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	js, st, err := createStream(ctx, nc, cfg.Timeout, StreamConfig(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: %w", err)
+		return nil, err
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: st}, nil
+}
+
+// createStream creates or adopts one of keyledger's streams (the ledger,
+// webhook deliveries, checkpoints).
+func createStream(ctx context.Context, nc *nats.Conn, timeout time.Duration, sc jetstream.StreamConfig) (jetstream.JetStream, jetstream.Stream, error) {
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout))
+	if err != nil {
+		return nil, nil, fmt.Errorf("eventstore: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(cfg))
+	st, err := js.CreateOrUpdateStream(ctx, sc)
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", cfg.Stream, err)
+		return nil, nil, mapErr("create stream "+sc.Name, err)
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: st}, nil
+	return js, st, nil
 }
 
 // OpenExisting binds to the ledger stream without creating or changing it:
