@@ -180,27 +180,29 @@ func drive(ctx context.Context, workers int, d time.Duration, op func(ctx contex
 	return s, nil
 }
 
-// rawAppend is one message on the reference stream: its subject and the
-// sequence it got.
+// rawAppend is one aggregate on the reference stream: the subjects its
+// messages match and the sequence of its last one.
 type rawAppend struct {
-	subject string
-	seq     uint64
+	aggregate string // rawSubjectRoot.<org>.<key id>
+	seq       uint64
 }
 
-// rawPublish appends one message to the reference stream, expecting the
-// subject's last sequence to be expected, with the headers and the per-call
-// timeout Store.Append uses.
-func rawPublish(ctx context.Context, js jetstream.JetStream, subject string, expected uint64, body []byte) (uint64, error) {
-	m := nats.NewMsg(subject)
+// rawPublish appends one message to the reference stream, as Store.Append
+// appends an event to the ledger: on the subject <aggregate>.<eventType>,
+// expecting the last sequence of the subjects <aggregate>.> (the design's
+// per-aggregate optimistic concurrency) to be expected, with a message id
+// and the per-call timeout Store.Append uses.
+func rawPublish(ctx context.Context, js jetstream.JetStream, aggregate, eventType string, expected uint64, body []byte) (uint64, error) {
+	m := nats.NewMsg(aggregate + "." + eventType)
 	m.Data = body
 	m.Header.Set(schemas.HeaderMsgID, eventstore.NewID("event_"))
 	m.Header.Set(schemas.HeaderExpectedLastSubjSeq, strconv.FormatUint(expected, 10))
-	m.Header.Set(schemas.HeaderExpectedLastSubjSeqSubj, subject)
+	m.Header.Set(schemas.HeaderExpectedLastSubjSeqSubj, aggregate+".>")
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	ack, err := js.PublishMsg(ctx, m)
 	if err != nil {
-		return 0, fmt.Errorf("raw append to %s: %w", subject, err)
+		return 0, fmt.Errorf("raw append to %s: %w", m.Subject, err)
 	}
 	return ack.Sequence, nil
 }
@@ -295,9 +297,9 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 		return c.Key.ID, nil
 	}
 	rawCreate := func(ctx context.Context) (rawAppend, error) {
-		subj := rawSubjectRoot + "." + benchOrg + "." + eventstore.NewID("api_key_")
-		seq, err := rawPublish(ctx, js, subj, 0, createdBody)
-		return rawAppend{subj, seq}, err
+		agg := rawSubjectRoot + "." + benchOrg + "." + eventstore.NewID("api_key_")
+		seq, err := rawPublish(ctx, js, agg, schemas.EventAPIKeyCreated, 0, createdBody)
+		return rawAppend{agg, seq}, err
 	}
 	refC, subjC, err := Alternate(ctx, o, phase(p, 1, 4), "creates",
 		"raw jetstream append", createSide(workers, raws, rawCreate, withCause),
@@ -320,7 +322,7 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 		return nil
 	}
 	rawRevoke := func(ctx context.Context, a rawAppend) error {
-		_, err := rawPublish(ctx, js, a.subject, a.seq, revokedBody)
+		_, err := rawPublish(ctx, js, a.aggregate, schemas.EventAPIKeyRevoked, a.seq, revokedBody)
 		return err
 	}
 	// Each revoke round first tops its pool up, untimed, to what it may
