@@ -262,6 +262,36 @@ func (c *Catalogue) Allows(perms []string) (missing string, ok bool) {
 	return "", true
 }
 
+// Ceiling is what a key granted perms may use under this catalogue: the
+// granted permissions the catalogue still allows, in their order. The
+// catalogue is a ceiling over every key, not only over new ones: a
+// permission the operator withdraws stops working on every key at once,
+// and works again on the keys granted it if the operator allows it again
+// (revoke a key to end its grant for good). A catalogue that was never set
+// (Version 0) puts no ceiling: no key can carry a permission before one.
+// Without anything to drop, perms itself is returned.
+func (c *Catalogue) Ceiling(perms []string) []string {
+	if c == nil || c.Version == 0 {
+		return perms
+	}
+	n := 0
+	for _, p := range perms {
+		if _, ok := slices.BinarySearch(c.Permissions, p); ok {
+			n++
+		}
+	}
+	if n == len(perms) {
+		return perms
+	}
+	out := make([]string, 0, n)
+	for _, p := range perms {
+		if _, ok := slices.BinarySearch(c.Permissions, p); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Apply folds a catalogue event.
 func (c *Catalogue) Apply(e Event) {
 	if d, ok := e.Data.(CataloguePermissionsSet); ok {

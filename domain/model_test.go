@@ -353,3 +353,36 @@ func TestCanSee(t *testing.T) {
 		})
 	}
 }
+
+func TestCatalogueCeiling(t *testing.T) {
+	cat := &Catalogue{Permissions: []string{"a:read", "b:read", "c:write"}, Version: 7}
+	for _, c := range []struct {
+		in, want []string
+	}{
+		{nil, nil},
+		{[]string{}, []string{}},
+		{[]string{"a:read", "c:write"}, []string{"a:read", "c:write"}},
+		{[]string{"a:read", "b:write", "c:write"}, []string{"a:read", "c:write"}},
+		{[]string{"z:all"}, []string{}},
+	} {
+		got := cat.Ceiling(c.in)
+		if !slices.Equal(got, c.want) || (got == nil) != (c.want == nil) {
+			t.Errorf("Ceiling(%v) = %#v, want %#v", c.in, got, c.want)
+		}
+	}
+	// Nothing dropped: the same slice, no copy.
+	in := []string{"a:read", "b:read"}
+	if got := cat.Ceiling(in); &got[0] != &in[0] {
+		t.Error("Ceiling copied a list it did not narrow")
+	}
+	// Never set, or none at all: no ceiling.
+	for _, none := range []*Catalogue{nil, {Permissions: []string{}}} {
+		if got := none.Ceiling(in); !slices.Equal(got, in) {
+			t.Errorf("%+v.Ceiling(%v) = %v", none, in, got)
+		}
+	}
+	// Set to nothing: every permission goes.
+	if got := (&Catalogue{Permissions: []string{}, Version: 3}).Ceiling(in); len(got) != 0 {
+		t.Errorf("an empty catalogue left %v", got)
+	}
+}

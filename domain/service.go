@@ -182,7 +182,7 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 	for attempt := 1; ; attempt++ {
 		k := seen
 		if attempt > 1 {
-			if k, err = s.cfg.Ledger.LoadKey(ctx, org, cmd.KeyID); err != nil {
+			if k, err = s.ledgerKey(ctx, org, cmd.KeyID); err != nil {
 				return nil, err
 			}
 		}
@@ -212,7 +212,7 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, cmd RevokeKey) (*K
 		if res.Duplicate {
 			// Another command revoked the key first under the same message
 			// id: answer with the revocation the ledger holds, not this one.
-			if k, err = s.cfg.Ledger.LoadKey(ctx, org, cmd.KeyID); err != nil {
+			if k, err = s.ledgerKey(ctx, org, cmd.KeyID); err != nil {
 				return nil, err
 			}
 			if err := s.cfg.View.WaitApplied(ctx, k.Version); err != nil {
@@ -360,7 +360,22 @@ func (s *Service) loadKey(ctx context.Context, attempt int, org, id string) (*Ke
 		}
 		return k, nil
 	}
-	return s.cfg.Ledger.LoadKey(ctx, org, id)
+	return s.ledgerKey(ctx, org, id)
+}
+
+// ledgerKey reads a key from the ledger, with the permissions the current
+// catalogue lets it use, as the view shows them (Catalogue.Ceiling).
+func (s *Service) ledgerKey(ctx context.Context, org, id string) (*Key, error) {
+	k, err := s.cfg.Ledger.LoadKey(ctx, org, id)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := s.cfg.View.Catalogue(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k.Permissions = cat.Ceiling(k.Permissions)
+	return k, nil
 }
 
 func (s *Service) remember(msgID, value string, now time.Time) {

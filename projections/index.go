@@ -34,8 +34,19 @@ type index struct {
 	// intern shares organization ids, owner ids and permission sets between
 	// keys: with a million keys they repeat a lot. Writer only.
 	strs   map[string]string
-	perms  map[string]*[]string
+	perms  map[string]*permSet
 	keyBuf []byte
+	// ceiling is the catalogue every permission set is held under. Writer
+	// only.
+	ceiling *domain.Catalogue
+}
+
+// permSet is one set of permissions keys were granted, shared by every key
+// granted the same, with what the catalogue lets them use now. Narrowing
+// the catalogue rewrites the few sets, not the million slots.
+type permSet struct {
+	granted   []string
+	effective atomic.Pointer[[]string]
 }
 
 type table struct {
@@ -68,7 +79,7 @@ type slot struct {
 	// Changed by the projector, in ledger order.
 	revoked atomic.Bool
 	expires atomic.Int64 // unix nanos, 0: never
-	perms   atomic.Pointer[[]string]
+	perms   atomic.Pointer[permSet]
 
 	// Written by validations: unix seconds.
 	lastUsed atomic.Int64
@@ -80,7 +91,7 @@ const (
 )
 
 func newIndex() *index {
-	ix := &index{strs: map[string]string{}, perms: map[string]*[]string{}}
+	ix := &index{strs: map[string]string{}, perms: map[string]*permSet{}}
 	ix.table.Store(newTable(minTableSize))
 	ix.chunks.Store(&[]*slotChunk{})
 	return ix
@@ -198,7 +209,21 @@ func (ix *index) intern(s string) string {
 	return s
 }
 
-func (ix *index) internPerms(p []string) *[]string {
+// setCeiling holds every permission set under cat from now on. Writer only;
+// readers see each set change at once.
+func (ix *index) setCeiling(cat *domain.Catalogue) {
+	ix.ceiling = cat
+	for _, ps := range ix.perms {
+		ps.limit(cat)
+	}
+}
+
+func (ps *permSet) limit(cat *domain.Catalogue) {
+	eff := cat.Ceiling(ps.granted)
+	ps.effective.Store(&eff)
+}
+
+func (ix *index) internPerms(p []string) *permSet {
 	// The lookup key is built in a reused buffer; a map lookup with
 	// string(bytes) does not allocate.
 	ix.keyBuf = ix.keyBuf[:0]
@@ -209,12 +234,13 @@ func (ix *index) internPerms(p []string) *[]string {
 		return v
 	}
 	key := string(ix.keyBuf)
-	v := make([]string, len(p))
+	ps := &permSet{granted: make([]string, len(p))}
 	for i, s := range p {
-		v[i] = ix.intern(s)
+		ps.granted[i] = ix.intern(s)
 	}
-	ix.perms[key] = &v
-	return &v
+	ps.limit(ix.ceiling)
+	ix.perms[key] = ps
+	return ps
 }
 
 // id and name return the slot's text. Inline, they are strings over the
@@ -247,7 +273,7 @@ func (s *slot) fill(v *domain.ValidKey, expires, lastUsed int64) {
 		v.Owner.Type = domain.OwnerUser
 	}
 	v.Name = s.name()
-	v.Permissions = *s.perms.Load()
+	v.Permissions = *s.perms.Load().effective.Load()
 	v.CreatedAt, v.UpdatedAt = created, created
 	v.ExpiresAt, v.LastUsedAt = time.Time{}, time.Time{}
 	if expires != 0 {

@@ -101,12 +101,14 @@ func (p *Projection) Apply(events []domain.Event) error {
 		return fmt.Errorf("projections: commit: %w", err)
 	}
 	// The index changes before applied advances: whoever waits for this
-	// sequence then validates against the new state.
+	// sequence then validates against the new state. A new catalogue goes
+	// first, so that no key of this run is ever seen above it.
+	if catalogue != nil {
+		p.idx.setCeiling(catalogue)
+		p.catalogue.Store(catalogue)
+	}
 	for _, k := range changed {
 		p.idx.put(k)
-	}
-	if catalogue != nil {
-		p.catalogue.Store(catalogue)
 	}
 	p.publishEndpoints()
 	p.mu.Lock()

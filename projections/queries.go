@@ -85,9 +85,15 @@ func (p *Projection) Catalogue(_ context.Context) (*domain.Catalogue, error) {
 	return p.catalogue.Load(), nil
 }
 
-// Key returns one key as the projection holds it.
+// Key returns one key as the projection holds it, with the permissions
+// the catalogue lets it use (domain.Catalogue.Ceiling).
 func (p *Projection) Key(_ context.Context, id string) (*domain.Key, error) {
-	return p.getRecord(id)
+	k, err := p.getRecord(id)
+	if err != nil {
+		return nil, err
+	}
+	k.Permissions = p.catalogue.Load().Ceiling(k.Permissions)
+	return k, nil
 }
 
 // List pages through an organization's keys (or one user's) in creation
@@ -124,12 +130,14 @@ func (p *Projection) List(_ context.Context, q domain.KeyListQuery) (domain.KeyP
 	var keys []*domain.Key
 	more := false
 	now := p.cfg.Now()
+	cat := p.catalogue.Load()
 	for ; valid; valid = step(it, forward) {
 		id := strings.TrimPrefix(string(it.Key()), prefix)
 		k, err := p.getRecord(id)
 		if err != nil {
 			return domain.KeyPage{}, err
 		}
+		k.Permissions = cat.Ceiling(k.Permissions)
 		if !matchStatus(k, q.Status, now) || (q.Visible != nil && !q.Visible(k)) {
 			continue
 		}

@@ -496,6 +496,7 @@ func (p *Projection) load() error {
 		return fmt.Errorf("projections: read catalogue: %w", err)
 	}
 	p.catalogue.Store(cat)
+	p.idx.setCeiling(cat)
 	if err := p.loadEndpoints(); err != nil {
 		return err
 	}

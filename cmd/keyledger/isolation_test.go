@@ -302,15 +302,32 @@ func TestPermissionCeilings(t *testing.T) {
 	if slices.Contains(cat.Permissions, "projects:write") {
 		t.Fatalf("catalogue %v", cat.Permissions)
 	}
-	// The key made before keeps what it was granted: narrowing the
-	// catalogue is not a revocation (revoke or rotate the key for that).
-	// This pins the current behaviour so that a change to it is a
-	// decision, not an accident.
+	// The catalogue is a ceiling over the keys made before too: from the
+	// moment the narrowing is answered, the key validates and reads
+	// without what the catalogue dropped (domain.Catalogue.Ceiling).
+	narrowed := []string{"projects:read"}
 	v := validate(t, s.url, *old.Value)
-	if v.APIKey == nil {
-		t.Fatalf("narrowing the catalogue invalidated an existing key: %+v", v)
+	if v.APIKey == nil || !slices.Equal(v.APIKey.Permissions, narrowed) {
+		t.Fatalf("after the catalogue dropped projects:write, an existing key validates as %+v", v)
 	}
-	t.Logf("after the catalogue dropped projects:write, an existing key validates with %v", v.APIKey.Permissions)
+	var got schemas.APIKey
+	if st, raw := call(t, "GET", s.url+"/api_keys/"+old.ID, nil, &got); st != 200 || !slices.Equal(got.Permissions, narrowed) {
+		t.Fatalf("after the narrowing, GET shows %d %s", st, raw)
+	}
+	var page struct {
+		Data []schemas.APIKey `json:"data"`
+	}
+	call(t, "GET", keys+"?limit=100", nil, &page)
+	for _, k := range page.Data {
+		if slices.Contains(k.Permissions, "projects:write") {
+			t.Errorf("the list shows %s with %v after the narrowing", k.ID, k.Permissions)
+		}
+	}
+	// Allowed again, the permission works again on the keys granted it.
+	setCatalogue(t, s.url, "projects:read", "projects:write", "tasks:read")
+	if v := validate(t, s.url, *old.Value); v.APIKey == nil || !slices.Equal(v.APIKey.Permissions, []string{"projects:read", "projects:write"}) {
+		t.Fatalf("after the catalogue allowed projects:write again, the key validates as %+v", v)
+	}
 }
 
 // tamperClaims re-encodes a widget token's claims after edit, keeping its
