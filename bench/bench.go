@@ -148,6 +148,25 @@ func Summarize(name string, samples []Sample) Measure {
 	return m
 }
 
+// RoundRatios describes the ratio of subject to reference round by round
+// (the i-th round of each side ran next to each other): its median and its
+// range. Where the median of these and the ratio of the medians disagree,
+// or the range is wide, the machine was too noisy for the headline ratio
+// to be read closer than that range.
+func RoundRatios(subject, reference Measure) (lo, median, hi float64) {
+	n := min(len(subject.RoundsPerOp), len(reference.RoundsPerOp))
+	rs := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		if reference.RoundsPerOp[i] > 0 {
+			rs = append(rs, subject.RoundsPerOp[i]/reference.RoundsPerOp[i])
+		}
+	}
+	if len(rs) == 0 {
+		return 0, 0, 0
+	}
+	return slices.Min(rs), Median(rs), slices.Max(rs)
+}
+
 // Median of xs (0 for none).
 func Median(xs []float64) float64 {
 	if len(xs) == 0 {

@@ -314,6 +314,7 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 			subjC.P50Ms, subjC.P99Ms, refC.P50Ms, refC.P99Ms, workers)},
 	}
 	create.Met = Met(create.Ratio >= 0.9)
+	create.Notes = append(create.Notes, roundRatiosNote(subjC, refC))
 
 	revokeKey := func(ctx context.Context, id string) error {
 		if _, err := r.svc.RevokeKey(ctx, admin, domain.RevokeKey{KeyID: id, Reason: domain.ReasonRequested}); err != nil {
@@ -340,6 +341,7 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 			subjR.P50Ms, subjR.P99Ms, refR.P50Ms, refR.P99Ms, workers)},
 	}
 	revoke.Met = Met(revoke.Ratio >= 0.9)
+	revoke.Notes = append(revoke.Notes, roundRatiosNote(subjR, refR))
 	if keys.dry || raws.dry {
 		revoke.Notes = append(revoke.Notes, fmt.Sprintf("a round ran out of keys to revoke and stopped early (keyledger %v, raw %v)", keys.dry, raws.dry))
 	}
@@ -361,6 +363,14 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 	}
 	latency.Met = Met(subjL.P99Ms < 5)
 	return []Result{create, revoke, latency}, nil
+}
+
+// roundRatiosNote says how far the ratio moved from round to round: on a
+// shared disk the fsync time drifts by more than the margins the targets
+// test.
+func roundRatiosNote(subj, ref Measure) string {
+	lo, med, hi := RoundRatios(subj, ref)
+	return fmt.Sprintf("round by round the ratio was %.2f× to %.2f× (median %.2f×) over %d rounds", lo, hi, med, len(subj.RoundsPerOp))
 }
 
 // pool holds what a create side made and its revoke side consumes. Workers

@@ -84,3 +84,15 @@ func TestCommandsHonoursCancel(t *testing.T) {
 		t.Fatal("a cancelled run returned no error")
 	}
 }
+
+func TestRoundRatios(t *testing.T) {
+	subj := Measure{RoundsPerOp: []float64{90, 50, 120}}
+	ref := Measure{RoundsPerOp: []float64{100, 100, 100}}
+	lo, med, hi := RoundRatios(subj, ref)
+	if lo != 0.5 || med != 0.9 || hi != 1.2 {
+		t.Fatalf("RoundRatios = %v, %v, %v; want 0.5, 0.9, 1.2", lo, med, hi)
+	}
+	if lo, med, hi := RoundRatios(Measure{}, ref); lo != 0 || med != 0 || hi != 0 {
+		t.Fatalf("no rounds: %v, %v, %v", lo, med, hi)
+	}
+}
