@@ -211,7 +211,6 @@ func TestSubscriberCannotPublish(t *testing.T) {
 		subj,
 		schemas.PublicSubject(testOrg, schemas.EventAPIKeyRevoked),
 		schemas.SubjectUsage,
-		schemas.SubjectFeedRoot + ".org.x.api_key.created",
 	} {
 		if err := sc.Publish(s, body); err != nil {
 			t.Fatalf("publish %s: %v", s, err)
@@ -248,7 +247,7 @@ func TestSubscriberCannotReadTheLedger(t *testing.T) {
 	l := startListening(t, listenSubscriberPassword)
 	sc, errs := l.connectAs(t, eventstore.SubscriberUser, listenSubscriberPassword)
 
-	denied := []string{schemas.SubjectRoot + ".>", schemas.SubjectFeedRoot + ".>", "keyledger.>", ">", "_INBOX.>", "$JS.>", schemas.SubjectUsage}
+	denied := []string{schemas.SubjectRoot + ".>", "keyledger.>", ">", "_INBOX.>", "$JS.>", schemas.SubjectUsage}
 	var subs []*nats.Subscription
 	for _, s := range denied {
 		sub, err := sc.SubscribeSync(s)
@@ -362,23 +361,4 @@ func TestValidatorUnchangedBesideSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs.waitViolation(t, `Publish to "keyledger.events.`)
-
-	// The live feed carries the ledger's own form: a validator neither
-	// reads it nor forges it.
-	feed, err := vc.SubscribeSync(schemas.SubjectFeedRoot + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vc.Publish(schemas.SubjectFeedRoot+".org.x.api_key.created", []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
-	if err := vc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	errs.waitViolation(t, `Subscription to "`+schemas.SubjectFeedRoot+`.>"`)
-	errs.waitViolation(t, `Publish to "`+schemas.SubjectFeedRoot+`.`)
-	createKey(t, l.store, testOrg, orgOwner(testOrg))
-	if m, err := feed.NextMsg(300 * time.Millisecond); err == nil {
-		t.Fatalf("a validator read the live feed: %s", m.Subject)
-	}
 }
