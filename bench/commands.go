@@ -278,9 +278,6 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 	rawCfg := eventstore.StreamConfig(eventstore.Config{Stream: rawStreamName})
 	rawCfg.Description = "keyledger bench: raw appends, the ledger's settings"
 	rawCfg.Subjects = []string{rawSubjectRoot + ".>"}
-	// The ledger's live feed is keyledger's, not JetStream's: the
-	// reference appends without it.
-	rawCfg.RePublish = nil
 	if _, err := js.CreateStream(ctx, rawCfg); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", rawStreamName, err)
 	}

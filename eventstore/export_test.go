@@ -7,7 +7,3 @@ var (
 	DecodeJSON = decodeJSON
 	PlainASCII = plainASCII
 )
-
-// SetFeedBuffer makes the live feed's buffer n messages, so that a test can
-// make NATS drop some.
-func SetFeedBuffer(s *Store, n int) { s.feedBuffer = n }

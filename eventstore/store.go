@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,11 +44,6 @@ type Store struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	// live: Follow may read the stream's live feed (Open configured it,
-	// and this connection may subscribe to it).
-	live       bool
-	feedBuffer int // 0: feedBuffer; tests make it small
-	feedGaps   atomic.Uint64
 }
 
 var _ domain.Ledger = (*Store)(nil)
@@ -75,8 +69,6 @@ func StreamConfig(cfg Config) jetstream.StreamConfig {
 		Replicas:           cfg.Replicas,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
-		// The live feed Follow reads (live.go).
-		RePublish: &jetstream.RePublish{Source: schemas.SubjectRoot + ".>", Destination: schemas.SubjectFeedRoot + ".>"},
 	}
 }
 
@@ -87,7 +79,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: st, live: true}, nil
+	return &Store{cfg: cfg, nc: nc, js: js, stream: st}, nil
 }
 
 // createStream creates or adopts one of keyledger's streams (the ledger,
@@ -364,14 +356,15 @@ func (s *Store) aggregateEvents(ctx context.Context, org, aggregate string, fn f
 	}
 }
 
-// followStream is Follow reading the stream alone, through an ordered
-// consumer.
+// Follow reads the ledger from sequence from onwards, in order, and calls fn
+// with runs of events: a run ends when the reader has caught up with the
+// stream or holds max events. It returns when ctx ends or fn fails.
 //
 // Reading and decoding run on their own goroutine, ahead of fn by at most
 // two runs, so that a slow fn (a projector writing to disk) and the reader
 // use two cores. fn is called on the caller's goroutine, one run at a time;
 // it owns the run only until it returns.
-func (s *Store) followStream(ctx context.Context, from uint64, max int, fn func([]domain.Event) error) error {
+func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]domain.Event) error) error {
 	if from == 0 {
 		from = 1
 	}

@@ -42,21 +42,6 @@ const (
 	SystemOrganization = "_system"
 )
 
-// SubjectFeedRoot is where the ledger stream republishes every message it
-// stores, keyledger.feed.<organization_id>.<aggregate_id>.<event type>,
-// with the headers below: a live feed for keyledger's own projectors. It
-// carries the ledger's own form (key hashes included), so only keyledger's
-// internal NATS user may subscribe to it; it is at most once, and a
-// follower fills any gap from the stream.
-const SubjectFeedRoot = "keyledger.feed"
-
-// Headers JetStream puts on a republished message.
-const (
-	HeaderFeedStream   = "Nats-Stream"
-	HeaderFeedSubject  = "Nats-Subject"
-	HeaderFeedSequence = "Nats-Sequence"
-)
-
 // Subject returns the subject of one event.
 func Subject(org, aggregate, eventType string) string {
 	if org == "" {
