@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/schemas"
 )
@@ -102,6 +104,11 @@ type Config struct {
 	// FailedValidationLimit rate limits failed validations per source
 	// address (ratelimit.go); the zero value: no limit.
 	FailedValidationLimit FailLimit
+	// Metrics is the registry the API counts validations and commands in
+	// and /metrics serves; MetricsToken is the bearer token /metrics
+	// requires (empty, or no registry: /metrics answers 404).
+	Metrics      *prometheus.Registry
+	MetricsToken string
 }
 
 // Server is the HTTP API.
@@ -111,6 +118,9 @@ type Server struct {
 	mux   *http.ServeMux
 	table []Route
 	fails *failLimiter // nil: failed validations are not limited
+	// vm and commands are nil without a metrics registry.
+	vm       *validationMetrics
+	commands *commandMetrics
 }
 
 // MaxBodyBytes bounds every request body.
@@ -122,6 +132,10 @@ func New(cfg Config) *Server {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), fails: newFailLimiter(cfg.FailedValidationLimit)}
+	if cfg.Metrics != nil {
+		s.vm = newValidationMetrics(cfg.Metrics)
+		s.commands = newCommandMetrics(cfg.Metrics)
+	}
 	s.routes()
 	return s
 }
@@ -142,14 +156,15 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	handle("GET", "/readyz", s.readyz)
-	handle("POST", "/organizations/{org}/api_keys", s.adminOrWidget(s.createKey))
+	handle("GET", "/metrics", s.metrics())
+	handle("POST", "/organizations/{org}/api_keys", s.command("create_key", s.adminOrWidget(s.createKey)))
 	handle("GET", "/organizations/{org}/api_keys", s.adminOrWidget(s.listKeys))
 	handle("GET", "/api_keys/{id}", s.adminOrWidget(s.getKey))
-	handle("DELETE", "/api_keys/{id}", s.adminOrWidget(s.revokeKey))
+	handle("DELETE", "/api_keys/{id}", s.command("revoke_key", s.adminOrWidget(s.revokeKey)))
 	handle("POST", "/api_keys/validations", s.admin(s.validate))
 	handle("GET", "/api_key_permissions", s.admin(s.getCatalogue))
-	handle("PUT", "/api_key_permissions", s.admin(s.putCatalogue))
-	handle("DELETE", "/organizations/{org}/members/{user}", s.admin(s.removeMember))
+	handle("PUT", "/api_key_permissions", s.command("set_catalogue", s.admin(s.putCatalogue)))
+	handle("DELETE", "/organizations/{org}/members/{user}", s.command("remove_member", s.admin(s.removeMember)))
 	handle("GET", "/events", s.admin(s.listEvents))
 	handle("GET", "/events/{id}/proof", s.admin(s.eventProof))
 	handle("GET", "/ledger/export", s.admin(s.exportLedger))
@@ -157,14 +172,14 @@ func (s *Server) routes() {
 	handle("GET", "/widgets/session", s.adminOrWidget(s.widgetSession))
 	handle("GET", "/ui/api-keys", s.uiPage)
 	handle("GET", "/ui/assets/{file}", s.uiAsset)
-	handle("POST", "/webhook_endpoints", s.admin(s.withWebhooks(s.createEndpoint)))
+	handle("POST", "/webhook_endpoints", s.command("create_webhook_endpoint", s.admin(s.withWebhooks(s.createEndpoint))))
 	handle("GET", "/webhook_endpoints", s.admin(s.withWebhooks(s.listEndpoints)))
 	handle("GET", "/webhook_endpoints/{id}", s.admin(s.withWebhooks(s.getEndpoint)))
-	handle("PATCH", "/webhook_endpoints/{id}", s.admin(s.withWebhooks(s.updateEndpoint)))
-	handle("DELETE", "/webhook_endpoints/{id}", s.admin(s.withWebhooks(s.deleteEndpoint)))
-	handle("POST", "/webhook_endpoints/{id}/rotate_secret", s.admin(s.withWebhooks(s.rotateSecret)))
+	handle("PATCH", "/webhook_endpoints/{id}", s.command("update_webhook_endpoint", s.admin(s.withWebhooks(s.updateEndpoint))))
+	handle("DELETE", "/webhook_endpoints/{id}", s.command("delete_webhook_endpoint", s.admin(s.withWebhooks(s.deleteEndpoint))))
+	handle("POST", "/webhook_endpoints/{id}/rotate_secret", s.command("rotate_webhook_secret", s.admin(s.withWebhooks(s.rotateSecret))))
 	handle("GET", "/webhook_endpoints/{id}/attempts", s.admin(s.withWebhooks(s.listAttempts)))
-	handle("POST", "/webhook_endpoints/{id}/recover", s.admin(s.withWebhooks(s.recoverDeliveries)))
+	handle("POST", "/webhook_endpoints/{id}/recover", s.command("recover_webhook_deliveries", s.admin(s.withWebhooks(s.recoverDeliveries))))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "route_not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	})

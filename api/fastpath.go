@@ -245,6 +245,7 @@ func appendString(b []byte, s string) []byte {
 func (s *Server) validateFast(w http.ResponseWriter, r *http.Request) {
 	bp, err := readBody(w, r)
 	if err != nil {
+		s.vm.inc(badRequest)
 		s.fail(w, r, err)
 		return
 	}
@@ -253,6 +254,7 @@ func (s *Server) validateFast(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		var req schemas.ValidateRequest
 		if err := decodeBytes(*bp, &req); err != nil {
+			s.vm.inc(badRequest)
 			s.fail(w, r, err)
 			return
 		}
@@ -260,6 +262,7 @@ func (s *Server) validateFast(w http.ResponseWriter, r *http.Request) {
 	}
 	// Fail closed: no answer from a projection not proven current.
 	if s.cfg.Fresh != nil && !s.cfg.Fresh() {
+		s.vm.inc(stale)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "ledger_stale", "this node cannot prove it is current with the ledger; validations resume when it can")
 		return
@@ -267,8 +270,10 @@ func (s *Server) validateFast(w http.ResponseWriter, r *http.Request) {
 	var k domain.ValidKey
 	reason := s.cfg.Queries.ValidateInto(value, &k)
 	if reason != "" && s.limitFailure(w, r) {
+		s.vm.inc(rateLimited)
 		return
 	}
+	s.vm.reason(reason)
 	obfuscated := ""
 	if reason == "" {
 		obfuscated = domain.ObfuscateKey(value)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/projections"
@@ -182,7 +183,7 @@ func newLedgerFixture(t testing.TB, limit FailLimit) *ledgerFixture {
 	if err := p.Apply(events); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = New(Config{Queries: p, AdminKeyHash: sha256.Sum256([]byte(rlAdmin)), FailedValidationLimit: limit})
+	f.srv = New(Config{Queries: p, AdminKeyHash: sha256.Sum256([]byte(rlAdmin)), FailedValidationLimit: limit, Metrics: prometheus.NewRegistry()})
 	return f
 }
 

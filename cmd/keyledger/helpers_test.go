@@ -16,6 +16,9 @@ import (
 
 const testAdminKey = "kl_admin_test_0123456789abcdefghij"
 
+// testMetricsToken is the bearer token of /metrics in tests.
+const testMetricsToken = "kl_metrics_test_0123456789abcdef"
+
 // TestMain lets the test binary act as the keyledger command, so crash tests
 // can run it as a child process without a separate build.
 func TestMain(m *testing.M) {
@@ -46,7 +49,7 @@ func startServerWith(t testing.TB, dir string, edit func(*Config)) *testServer {
 	m := NewMain(io.Discard, io.Discard)
 	m.Config = Config{Data: dir, HTTPAddr: "127.0.0.1:0", KeyPrefix: domain.PrefixLive, AdminKey: testAdminKey, Stream: "KEYLEDGER", LogLevel: "warn",
 		WebhookAllow: "127.0.0.0/8", WebhookSchedule: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond},
-		SealInterval: 100 * time.Millisecond}
+		SealInterval: 100 * time.Millisecond, MetricsToken: testMetricsToken}
 	if edit != nil {
 		edit(&m.Config)
 	}

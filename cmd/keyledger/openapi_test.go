@@ -736,6 +736,11 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	// Probes.
 	expect(o.do(t, u, "GET", "/healthz", nil), 200, "")
 	expect(o.do(t, u, "GET", "/readyz", nil, "Authorization", ""), 200, "")
+	expect(o.do(t, u, "GET", "/metrics", nil, "Authorization", "Bearer "+testMetricsToken), 200, "")
+	// Without a metrics token configured the route is off.
+	noMetrics := httptest.NewServer(api.New(api.Config{}))
+	defer noMetrics.Close()
+	expect(o.do(t, noMetrics.URL, "GET", "/metrics", nil, "Authorization", "Bearer "+testMetricsToken), 404, "route_not_found")
 
 	// The permission catalogue.
 	const cat = "/api_key_permissions"

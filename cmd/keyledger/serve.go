@@ -43,6 +43,9 @@ type Config struct {
 	KeyPrefix  string
 	LogLevel   string
 	AdminKey   string // from KEYLEDGER_ADMIN_KEY only, never a flag
+	// MetricsToken is the bearer token /metrics requires; empty: /metrics
+	// answers 404.
+	MetricsToken string
 	// ValidatorPassword is the embedded NATS server's "validator" user's
 	// password, from KEYLEDGER_NATS_VALIDATOR_PASSWORD only.
 	ValidatorPassword string
@@ -118,6 +121,9 @@ func (c Config) Validate() error {
 	if c.AdminKey != "" && len(c.AdminKey) < 24 {
 		errs = append(errs, errors.New("KEYLEDGER_ADMIN_KEY must be at least 24 characters"))
 	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 24 {
+		errs = append(errs, errors.New("KEYLEDGER_METRICS_TOKEN must be at least 24 characters"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -174,6 +180,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.SealEvery, "seal-every", 1000, "seal a checkpoint after this many new events")
 	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 10*time.Second, "validations fail closed (503) when this node cannot prove for this long that its projection is current with the ledger")
+	fs.StringVar(&c.MetricsToken, "metrics-token", env("KEYLEDGER_METRICS_TOKEN", ""), "bearer token GET /metrics requires; empty: no /metrics (404). Prefer the variable: a flag shows in the process list (KEYLEDGER_METRICS_TOKEN)")
 	failLimit := fs.String("validation-fail-limit", env("KEYLEDGER_VALIDATION_FAIL_LIMIT", "100/min"), "failed validations (not_found, malformed, revoked, expired) one source address may make, e.g. 100/min, 10/s or 20/30s; past it its further failed validations are answered 429 with Retry-After (valid keys never are); 0 turns it off (KEYLEDGER_VALIDATION_FAIL_LIMIT)")
 	var sinks specList
 	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
@@ -376,7 +383,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if staleDays <= 0 {
 		staleDays = 90
 	}
+	metrics := newMetricsRegistry(proj.Applied, l.store.LastSeq)
 	handler := api.New(api.Config{
+		Metrics: metrics, MetricsToken: m.Config.MetricsToken,
 		Commands: svc, Queries: proj, Feed: l.store,
 		Proofs: proofs{seal}, Exporter: exporter{store: l.store, cps: sealStore{cpStream}, stream: m.Config.Stream, pub: sealKey.Public().(ed25519.PublicKey)},
 		FailedValidationLimit: m.Config.ValidationFailLimit, Fresh: fresh.Current,
