@@ -111,6 +111,10 @@ func (s *Server) command(kind string, h http.HandlerFunc) http.HandlerFunc {
 	rejected := s.commands.vec.WithLabelValues(kind, "rejected")
 	failed := s.commands.vec.WithLabelValues(kind, "error")
 	return func(w http.ResponseWriter, r *http.Request) {
+		// The body's bound is set here, on net/http's own writer: past it,
+		// MaxBytesReader tells the server to close the connection rather
+		// than read the rest, which it cannot do through the recorder.
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		rec := &statusRecorder{ResponseWriter: w}
 		h(rec, r)
 		switch {
