@@ -79,6 +79,9 @@ func (s *Store) eventsFrom(ctx context.Context, q schemas.EventsQuery, from uint
 	if err != nil {
 		return nil, mapErr("events", err)
 	}
+	// A page's consumer is not wanted after the page: left to expire, a
+	// client paging quickly would reach the server's consumer limit.
+	defer s.deleteConsumer(cons)
 	batch, err := cons.FetchNoWait(limit)
 	if err != nil {
 		return nil, mapErr("events", err)
@@ -134,4 +137,16 @@ func feedSubjects(q schemas.EventsQuery) []string {
 		subjects[i] = schemas.SubjectRoot + "." + org + ".*." + t
 	}
 	return subjects
+}
+
+// deleteConsumer deletes an ordered consumer's current server-side
+// consumer, on a context of its own: the caller's may have ended.
+func (s *Store) deleteConsumer(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil || info.Name == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	_ = s.stream.DeleteConsumer(ctx, info.Name)
 }

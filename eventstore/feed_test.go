@@ -50,3 +50,25 @@ func TestEventsDescendingAcrossWindows(t *testing.T) {
 		t.Fatalf("asc: %v, %v", page, err)
 	}
 }
+
+// Every page reads through a consumer of its own; none outlives its page,
+// so a client paging fast never meets the server's consumer limit.
+func TestEventsLeaveNoConsumers(t *testing.T) {
+	st, env := mustOpenStore(t)
+	createKey(t, st, testOrg, orgOwner(testOrg))
+	for range 20 {
+		if _, err := st.Events(ctxT(t), schemas.EventsQuery{Limit: 10}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Events(ctxT(t), schemas.EventsQuery{Limit: 10, Descending: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := rawStream(t, env.nc, st.StreamName()).Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers left on the ledger after 40 pages", info.State.Consumers)
+	}
+}
