@@ -43,8 +43,8 @@ type Config struct {
 	KeyPrefix  string
 	LogLevel   string
 	AdminKey   string // from KEYLEDGER_ADMIN_KEY only, never a flag
-	// MetricsToken is the bearer token /metrics requires; empty: /metrics
-	// answers 404.
+	// MetricsToken is the bearer token /metrics requires, from
+	// KEYLEDGER_METRICS_TOKEN only; empty: /metrics answers 404.
 	MetricsToken string
 	// ValidatorPassword is the embedded NATS server's "validator" user's
 	// password, from KEYLEDGER_NATS_VALIDATOR_PASSWORD only.
@@ -180,7 +180,6 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.SealEvery, "seal-every", 1000, "seal a checkpoint after this many new events")
 	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 10*time.Second, "validations fail closed (503) when this node cannot prove for this long that its projection is current with the ledger")
-	fs.StringVar(&c.MetricsToken, "metrics-token", env("KEYLEDGER_METRICS_TOKEN", ""), "bearer token GET /metrics requires; empty: no /metrics (404). Prefer the variable: a flag shows in the process list (KEYLEDGER_METRICS_TOKEN)")
 	failLimit := fs.String("validation-fail-limit", env("KEYLEDGER_VALIDATION_FAIL_LIMIT", "100/min"), "failed validations (not_found, malformed, revoked, expired) one source address may make, e.g. 100/min, 10/s or 20/30s; past it its further failed validations are answered 429 with Retry-After (valid keys never are); 0 turns it off (KEYLEDGER_VALIDATION_FAIL_LIMIT)")
 	var sinks specList
 	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
@@ -214,6 +213,9 @@ func (m *Main) ParseFlags(args []string) error {
 		return errUsage
 	}
 	c.AdminKey = os.Getenv("KEYLEDGER_ADMIN_KEY")
+	// A secret, like the admin key: never a flag, which shows in the
+	// process list.
+	c.MetricsToken = os.Getenv("KEYLEDGER_METRICS_TOKEN")
 	c.ValidatorPassword = os.Getenv("KEYLEDGER_NATS_VALIDATOR_PASSWORD")
 	c.SubscriberPassword = os.Getenv("KEYLEDGER_NATS_SUBSCRIBER_PASSWORD")
 	m.log = newLogger(m.stderr, c.LogLevel)
