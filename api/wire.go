@@ -31,6 +31,8 @@ func statusOf(k domain.Kind) int {
 		return http.StatusConflict
 	case domain.KindUnavailable:
 		return http.StatusServiceUnavailable
+	case domain.KindStorageFull:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }
@@ -44,6 +46,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if de.Kind == domain.KindUnavailable {
 			s.log.Warn("api: dependency unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 			w.Header().Set("Retry-After", "1")
+		}
+		if de.Kind == domain.KindStorageFull {
+			s.log.Warn("api: storage full", "method", r.Method, "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", "30")
 		}
 		if status != http.StatusInternalServerError {
 			writeError(w, status, de.Code, de.Message)

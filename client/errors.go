@@ -26,6 +26,7 @@ const (
 	CodeUnauthorized      = "unauthorized"
 	CodeConflict          = "conflict"
 	CodeLedgerUnavailable = "ledger_unavailable"
+	CodeStorageFull       = "storage_full" // 507: nothing was written; retry once the operator frees space
 )
 
 // ErrorCode returns the API code of err, or "" when err is not an API

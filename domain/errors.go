@@ -18,6 +18,7 @@ const (
 	KindNotFound           // does not exist, or not for this caller
 	KindConflict           // the state changed under the command, or a duplicate
 	KindUnavailable        // a dependency (the ledger) is not reachable; try again
+	KindStorageFull        // the disk is full: nothing was written; try again once space is freed
 )
 
 // Error is the domain's error: a Kind for the edge, a stable machine-readable
@@ -40,6 +41,7 @@ var (
 	ErrNotFound    = &Error{Kind: KindNotFound, Code: "not_found", Message: "not found"}
 	ErrConflict    = &Error{Kind: KindConflict, Code: "conflict", Message: "the resource changed; retry"}
 	ErrUnavailable = &Error{Kind: KindUnavailable, Code: "ledger_unavailable", Message: "the ledger is not reachable"}
+	ErrStorageFull = &Error{Kind: KindStorageFull, Code: "storage_full", Message: "the disk is full: no change was written; retry once space is freed"}
 )
 
 // Is lets errors.Is match domain errors by code.

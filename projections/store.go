@@ -361,6 +361,11 @@ type Config struct {
 	// flush it to disk, so that a completed build is durable when it is
 	// swapped in. Never for a projection that serves.
 	Bulk bool
+	// OnDiskFull, when set, is called when a write to the projection's disk
+	// fails for lack of space, before the write is tried once more: it may
+	// free space (a ballast file). Pebble cannot carry on after a failed
+	// commit, so the retry is what keeps the projector alive.
+	OnDiskFull func()
 }
 
 // Pebble settings of a bulk build: no write-ahead log; 64 MB memtables,
@@ -375,6 +380,13 @@ const (
 
 func pebbleOptions(cfg Config) *pebble.Options {
 	opts := &pebble.Options{FS: cfg.FS, Logger: pebbleLogger{cfg.Log}}
+	if cfg.OnDiskFull != nil {
+		fs := cfg.FS
+		if fs == nil {
+			fs = vfs.Default
+		}
+		opts.FS = vfs.OnDiskFull(fs, cfg.OnDiskFull)
+	}
 	if cfg.Bulk {
 		opts.DisableWAL = true
 		opts.MemTableSize = bulkMemTableSize
@@ -633,5 +645,6 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
 }
 func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error("pebble: fatal: " + fmt.Sprintf(format, args...))
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/keyledger/keyledger/api"
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/schemas"
 )
 
@@ -1469,6 +1470,36 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	expect(o.do(t, u, "GET", "/events/event_01J00000000000000000000000/proof", nil), 404, "not_found")
 	expect(o.do(t, u, "GET", "/events/nope/proof", nil), 404, "not_found")
 	expect(o.do(t, u, "GET", "/ledger/export", nil), 200, "")
+
+	// A full disk: every command that writes to the ledger is refused,
+	// reads and validations go on.
+	{
+		mnt := ledgertest.Tmpfs(t, 64<<20)
+		full := startServerWith(t, filepath.Join(mnt, "data"), func(c *Config) { c.MinFree = 8 << 20 })
+		fu := full.url
+		expect(o.do(t, fu, "PUT", cat, `{"permissions":["projects:read"]}`), 200, "")
+		k := asKey(expect(o.do(t, fu, "POST", keys, orgReq), 201, ""))
+		expect(o.do(t, fu, "POST", keys, `{"name":"bob's","permissions":["projects:read"],"user_id":"user_bob"}`), 201, "")
+		hook := decodeAs[schemas.WebhookEndpoint](t, expect(o.do(t, fu, "POST", hooks, schemas.CreateWebhookEndpointRequest{URL: receiver.URL + "/ok", Events: []string{"api_key.created"}}), 201, ""))
+		filler := ledgertest.FillDisk(t, mnt)
+		expect(o.do(t, fu, "PUT", cat, `{"permissions":["projects:read","tasks:read"]}`), 507, "storage_full")
+		expect(o.do(t, fu, "POST", keys, orgReq), 507, "storage_full")
+		expect(o.do(t, fu, "DELETE", "/api_keys/"+k.ID, nil), 507, "storage_full")
+		expect(o.do(t, fu, "DELETE", "/organizations/org_1/members/user_bob", nil), 507, "storage_full")
+		expect(o.do(t, fu, "POST", hooks, schemas.CreateWebhookEndpointRequest{URL: receiver.URL + "/ok", Events: []string{"api_key.created"}}), 507, "storage_full")
+		expect(o.do(t, fu, "PATCH", hooks+"/"+hook.ID, `{"url":"`+receiver.URL+`/ok?v=2"}`), 507, "storage_full")
+		expect(o.do(t, fu, "POST", hooks+"/"+hook.ID+"/rotate_secret", nil), 507, "storage_full")
+		expect(o.do(t, fu, "DELETE", hooks+"/"+hook.ID, nil), 507, "storage_full")
+		if v := asValidation(expect(o.do(t, fu, "POST", validations, schemas.ValidateRequest{Value: *k.Value}), 200, "")); v.APIKey == nil {
+			t.Fatalf("validation on a full disk: %+v", v)
+		}
+		expect(o.do(t, fu, "GET", "/api_keys/"+k.ID, nil), 200, "")
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		expect(o.do(t, fu, "DELETE", "/api_keys/"+k.ID, nil), 200, "")
+		full.stop()
+	}
 
 	// The ledger out of reach.
 	s.main.store.Conn().Close()

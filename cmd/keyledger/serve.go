@@ -87,6 +87,13 @@ type Config struct {
 	// AuditSinks are audit sink specs (consumers.ParseSink): --audit-sink,
 	// repeatable, else KEYLEDGER_AUDIT_SINKS, comma-separated.
 	AuditSinks []string
+
+	// MinFree is the free space the data folder's filesystem keeps:
+	// below it commands are refused (507 storage_full) and validations
+	// go on; 0 turns the check off. Ballast is the size of the file kept
+	// in the data folder and given up when the disk fills anyway.
+	MinFree uint64
+	Ballast uint64
 }
 
 // Validate checks a config, reporting every problem at once.
@@ -181,6 +188,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 10*time.Second, "validations fail closed (503) when this node cannot prove for this long that its projection is current with the ledger")
 	failLimit := fs.String("validation-fail-limit", env("KEYLEDGER_VALIDATION_FAIL_LIMIT", "100/min"), "failed validations (not_found, malformed, revoked, expired) one source address may make, e.g. 100/min, 10/s or 20/30s; past it its further failed validations are answered 429 with Retry-After (valid keys never are); 0 turns it off (KEYLEDGER_VALIDATION_FAIL_LIMIT)")
+	minFree := fs.String("min-free", env("KEYLEDGER_MIN_FREE", "64MiB"), "commands are refused (507 storage_full) while the data folder's disk has less free space than this; validations go on; 0 turns the check off (KEYLEDGER_MIN_FREE)")
+	ballast := fs.String("ballast", env("KEYLEDGER_BALLAST", "16MiB"), "space held back in DATA/ballast and given up when the disk fills anyway, so that the stores can finish their writes; 0 for none (KEYLEDGER_BALLAST)")
 	var sinks specList
 	fs.Var(&sinks, "audit-sink", "audit sink, repeatable: file:PATH, syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or stdout, then ?format=native|cloudevents|ocsf (KEYLEDGER_AUDIT_SINKS, comma-separated)")
 	if err := fs.Parse(args); err != nil {
@@ -197,6 +206,14 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.WebhookDisableAfter, err = time.ParseDuration(*disableAfter); err != nil {
 		fmt.Fprintf(m.stderr, "--webhook-disable-after: %v\n", err)
+		return errUsage
+	}
+	if c.MinFree, err = parseSize(*minFree); err != nil {
+		fmt.Fprintf(m.stderr, "--min-free: %v\n", err)
+		return errUsage
+	}
+	if c.Ballast, err = parseSize(*ballast); err != nil {
+		fmt.Fprintf(m.stderr, "--ballast: %v\n", err)
 		return errUsage
 	}
 	if c.ValidationFailLimit, err = api.ParseFailLimit(*failLimit); err != nil {
@@ -331,7 +348,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	defer l.close()
 
-	proj, err := projections.Open(projections.Config{Dir: filepath.Join(m.Config.Data, "projection"), Log: m.log})
+	guard := m.newDiskGuard(l)
+	proj, err := projections.Open(projections.Config{Dir: filepath.Join(m.Config.Data, "projection"), Log: m.log, OnDiskFull: guard.DiskFull})
 	if err != nil {
 		return err
 	}
@@ -343,8 +361,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	defer func() { _ = usageSub.Unsubscribe() }()
 
+	guarded := guardedLedger{l.store, guard}
 	svc := domain.NewService(domain.ServiceConfig{
-		Ledger: l.store, View: proj, KeyPrefix: m.Config.KeyPrefix, NewID: eventstore.NewID,
+		Ledger: guarded, View: proj, KeyPrefix: m.Config.KeyPrefix, NewID: eventstore.NewID,
 		ReplayWindow: 2 * time.Minute,
 	})
 	staleAfter := m.Config.StaleAfter
@@ -373,7 +392,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Source: sealSource{l.store}, Store: sealStore{cpStream}, Key: sealKey, Stream: m.Config.Stream,
 		Every: m.Config.SealEvery, Interval: m.Config.SealInterval, Log: m.log,
 	})
-	out, err := m.openOutbound(ctx, l, proj)
+	out, err := m.openOutbound(ctx, l, guarded, proj)
 	if err != nil {
 		return err
 	}
@@ -426,10 +445,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		defer workers.Done()
 		_ = proj.RunUsageFlusher(runCtx, 10*time.Second)
 	}()
-	workers.Add(2)
+	workers.Add(3)
 	go func() {
 		defer workers.Done()
 		fresh.Run(runCtx)
+	}()
+	go func() {
+		defer workers.Done()
+		guard.Run(runCtx)
 	}()
 	go func() {
 		defer workers.Done()
