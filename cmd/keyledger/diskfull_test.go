@@ -190,3 +190,20 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("no restart of JetStream in the log:\n%s", c.out)
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{"0": 0, "64MiB": 64 << 20, "1GiB": 1 << 30, "512KiB": 512 << 10, "10MB": 10e6, "4096": 4096, "2 GiB": 2 << 30, "7B": 7} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5GiB", "MiB", "64 mib", "99999999999999999999", "18446744073709551615GiB"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		}
+	}
+	m := NewMain(io.Discard, io.Discard)
+	if err := m.ParseFlags([]string{"--data", t.TempDir(), "--min-free", "lots"}); err == nil {
+		t.Error("--min-free lots was accepted")
+	}
+}

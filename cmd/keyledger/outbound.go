@@ -213,13 +213,13 @@ func (m *Main) openOutbound(ctx context.Context, l *ledger, ledger guardedLedger
 		KnownEvent: func(t string) bool { return slices.Contains(schemas.EventTypes, t) },
 		NewSecret:  sealer.NewSealedSecret,
 	})
-	queue, err := eventstore.NewDeliveryQueue(ctx, l.nc, eventstore.DeliveryConfig{Log: m.log})
+	queue, err := eventstore.NewDeliveryQueue(ctx, l.nc, eventstore.DeliveryConfig{AckWait: m.Config.WebhookAckWait, Log: m.log})
 	if err != nil {
 		return nil, err
 	}
 	o.engine, err = webhooks.NewEngine(webhooks.Config{
 		Queue: queue, Endpoints: o.registry, Disabler: disabler{o.svc}, Allow: allow,
-		Schedule: m.Config.WebhookSchedule, DisableAfter: m.Config.WebhookDisableAfter, Log: m.log,
+		Schedule: m.Config.WebhookSchedule, DisableAfter: m.Config.WebhookDisableAfter, Timeout: m.Config.WebhookTimeout, Log: m.log,
 	})
 	if err != nil {
 		return nil, err

@@ -61,6 +61,13 @@ type Config struct {
 	WebhookSchedule     []time.Duration
 	WebhookDisableAfter time.Duration
 	WebhookSecretKey    string
+	// WebhookTimeout bounds one delivery attempt (0: 15s); WebhookAckWait
+	// is how long a delivery a node took may go unanswered before another
+	// worker, or this node after a restart, takes it again (0: 2m). It must
+	// exceed twice WebhookTimeout: a delivery may wait for one attempt
+	// before its own.
+	WebhookTimeout time.Duration
+	WebhookAckWait time.Duration
 
 	// The settings page: the key that signs widget tokens
 	// (KEYLEDGER_WIDGET_KEY, else made once in the data folder), the
@@ -128,6 +135,12 @@ func (c Config) Validate() error {
 	if c.AdminKey != "" && len(c.AdminKey) < 24 {
 		errs = append(errs, errors.New("KEYLEDGER_ADMIN_KEY must be at least 24 characters"))
 	}
+	if c.WebhookTimeout < 0 || c.WebhookAckWait < 0 {
+		errs = append(errs, errors.New("--webhook-timeout and --webhook-ack-wait cannot be negative"))
+	}
+	if timeout, wait := or(c.WebhookTimeout, 15*time.Second), or(c.WebhookAckWait, 2*time.Minute); wait <= 2*timeout {
+		errs = append(errs, fmt.Errorf("--webhook-ack-wait %s must exceed twice --webhook-timeout %s: a delivery may wait for one attempt before its own, and would be taken again while in flight", wait, timeout))
+	}
 	if c.MetricsToken != "" && len(c.MetricsToken) < 24 {
 		errs = append(errs, errors.New("KEYLEDGER_METRICS_TOKEN must be at least 24 characters"))
 	}
@@ -154,6 +167,14 @@ func NewMain(stdout, stderr io.Writer) *Main {
 	return &Main{stdout: stdout, stderr: stderr}
 }
 
+// or is d, or def when d is zero.
+func or(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
@@ -175,6 +196,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.LogLevel, "log-level", env("KEYLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (KEYLEDGER_LOG_LEVEL)")
 	fs.StringVar(&c.WebhookAllow, "webhook-allow", env("KEYLEDGER_WEBHOOK_ALLOW", ""), "comma-separated CIDRs webhooks may reach although private, loopback or link-local (KEYLEDGER_WEBHOOK_ALLOW)")
 	schedule := fs.String("webhook-retry-schedule", env("KEYLEDGER_WEBHOOK_RETRY_SCHEDULE", ""), "comma-separated delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h) (KEYLEDGER_WEBHOOK_RETRY_SCHEDULE)")
+	webhookTimeout := fs.String("webhook-timeout", env("KEYLEDGER_WEBHOOK_TIMEOUT", "15s"), "bound of one webhook delivery attempt, connecting included (KEYLEDGER_WEBHOOK_TIMEOUT)")
+	webhookAckWait := fs.String("webhook-ack-wait", env("KEYLEDGER_WEBHOOK_ACK_WAIT", "2m"), "a webhook delivery in flight when its node died is taken again after this long; more than twice --webhook-timeout (KEYLEDGER_WEBHOOK_ACK_WAIT)")
 	disableAfter := fs.String("webhook-disable-after", env("KEYLEDGER_WEBHOOK_DISABLE_AFTER", "120h"), "disable an endpoint failing continuously this long (KEYLEDGER_WEBHOOK_DISABLE_AFTER)")
 	frameAncestors := fs.String("ui-frame-ancestors", env("KEYLEDGER_UI_FRAME_ANCESTORS", ""), "origins that may embed the settings page in a frame, space-separated, e.g. https://app.example.com (KEYLEDGER_UI_FRAME_ANCESTORS)")
 	staleDays := fs.Int("ui-stale-days", 90, "the settings page flags keys unused for this many days (KEYLEDGER_UI_STALE_DAYS)")
@@ -206,6 +229,14 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.WebhookDisableAfter, err = time.ParseDuration(*disableAfter); err != nil {
 		fmt.Fprintf(m.stderr, "--webhook-disable-after: %v\n", err)
+		return errUsage
+	}
+	if c.WebhookTimeout, err = time.ParseDuration(*webhookTimeout); err != nil {
+		fmt.Fprintf(m.stderr, "--webhook-timeout: %v\n", err)
+		return errUsage
+	}
+	if c.WebhookAckWait, err = time.ParseDuration(*webhookAckWait); err != nil {
+		fmt.Fprintf(m.stderr, "--webhook-ack-wait: %v\n", err)
 		return errUsage
 	}
 	if c.MinFree, err = parseSize(*minFree); err != nil {

@@ -211,3 +211,28 @@ func hexHash(value string) string {
 	h := domain.HashKey(value)
 	return hex.EncodeToString(h[:])
 }
+
+// A delivery taken again while still in flight would be sent twice for
+// nothing: the ack wait must exceed two attempts.
+func TestWebhookAckWaitExceedsTwoAttempts(t *testing.T) {
+	c := Config{Data: t.TempDir(), HTTPAddr: "127.0.0.1:0", KeyPrefix: domain.PrefixLive, WebhookTimeout: 10 * time.Second, WebhookAckWait: 20 * time.Second}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--webhook-ack-wait") {
+		t.Fatalf("an ack wait of two attempts: %v", err)
+	}
+	c.WebhookAckWait = 21 * time.Second
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.WebhookTimeout, c.WebhookAckWait = 0, time.Minute // the 15s default timeout
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.WebhookAckWait = 30 * time.Second
+	if err := c.Validate(); err == nil {
+		t.Fatal("an ack wait of 30s with the 15s default timeout was accepted")
+	}
+	m := NewMain(io.Discard, io.Discard)
+	if err := m.ParseFlags([]string{"--data", t.TempDir(), "--webhook-ack-wait", "soon"}); err == nil {
+		t.Error("--webhook-ack-wait soon was accepted")
+	}
+}
