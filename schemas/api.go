@@ -100,6 +100,14 @@ type UsageReport struct {
 	Keys   []UsageEntry `json:"keys"`
 }
 
+// AppliedReport is what a node publishes on SubjectApplied (schema:
+// applied_report.json): the last ledger sequence its projection applied.
+type AppliedReport struct {
+	Node    string `json:"node"`
+	Applied uint64 `json:"applied"`
+	Leaving bool   `json:"leaving,omitempty"`
+}
+
 // UsageEntry is when one key was last validated by the reporter.
 type UsageEntry struct {
 	ID         string    `json:"id"`

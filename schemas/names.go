@@ -80,6 +80,12 @@ func PublicSubject(org, eventType string) string {
 // a ledger event: the subject is outside the ledger stream.
 const SubjectUsage = "keyledger.usage"
 
+// SubjectApplied carries applied reports (AppliedReport) from every node
+// that validates, servers and embedded validators, to every server, over
+// core NATS: the fleet-wide barrier that makes a revoke immediate
+// everywhere. Outside the ledger stream.
+const SubjectApplied = "keyledger.applied"
+
 // SubjectEventType returns the event type at the end of a subject.
 func SubjectEventType(subject string) string {
 	parts := strings.SplitN(subject, ".", 5)
@@ -106,7 +112,7 @@ const (
 )
 
 // Files holds the JSON Schemas: events/envelope.json, one
-// events/<type>.v<version>.json per event type, messages/usage_report.json,
+// events/<type>.v<version>.json per event type, messages/usage_report.json, messages/applied_report.json,
 // and public/event.json (events as they leave keyledger).
 //
 //go:embed events/*.json messages/*.json public/*.json

@@ -197,7 +197,7 @@ type outbound struct {
 	routes   []consumers.Consumer
 }
 
-func (m *Main) openOutbound(ctx context.Context, l *ledger, ledger guardedLedger, proj *projections.Projection) (*outbound, error) {
+func (m *Main) openOutbound(ctx context.Context, l *ledger, ledger guardedLedger, view fleetView, proj *projections.Projection) (*outbound, error) {
 	sealer, err := m.webhookSealer()
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func (m *Main) openOutbound(ctx context.Context, l *ledger, ledger guardedLedger
 	}
 	o := &outbound{registry: endpointRegistry{proj: proj, sealer: sealer}}
 	o.svc = domain.NewWebhookService(domain.WebhookServiceConfig{
-		Ledger: ledger, View: proj, NewID: eventstore.NewID,
+		Ledger: ledger, View: view, NewID: eventstore.NewID,
 		CheckURL:   func(ctx context.Context, u string) error { return webhooks.CheckURL(ctx, u, allow) },
 		KnownEvent: func(t string) bool { return slices.Contains(schemas.EventTypes, t) },
 		NewSecret:  sealer.NewSealedSecret,

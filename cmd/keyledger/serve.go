@@ -27,8 +27,10 @@ import (
 	"github.com/keyledger/keyledger/consumers"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/fleet"
 	"github.com/keyledger/keyledger/freshness"
 	"github.com/keyledger/keyledger/projections"
+	"github.com/keyledger/keyledger/schemas"
 	"github.com/keyledger/keyledger/sealer"
 	"github.com/keyledger/keyledger/web"
 )
@@ -101,6 +103,10 @@ type Config struct {
 	// in the data folder and given up when the disk fills anyway.
 	MinFree uint64
 	Ballast uint64
+
+	// Node names this process in the fleet (--node); default: the host
+	// name and a random suffix.
+	Node string
 }
 
 // Validate checks a config, reporting every problem at once.
@@ -211,6 +217,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 10*time.Second, "validations fail closed (503) when this node cannot prove for this long that its projection is current with the ledger")
 	failLimit := fs.String("validation-fail-limit", env("KEYLEDGER_VALIDATION_FAIL_LIMIT", "100/min"), "failed validations (not_found, malformed, revoked, expired) one source address may make, e.g. 100/min, 10/s or 20/30s; past it its further failed validations are answered 429 with Retry-After (valid keys never are); 0 turns it off (KEYLEDGER_VALIDATION_FAIL_LIMIT)")
+	fs.StringVar(&c.Node, "node", env("KEYLEDGER_NODE", ""), "this node's name in the fleet, unique per process (KEYLEDGER_NODE; default: host name and a random suffix)")
 	minFree := fs.String("min-free", env("KEYLEDGER_MIN_FREE", "64MiB"), "commands are refused (507 storage_full) while the data folder's disk has less free space than this; validations go on; 0 turns the check off (KEYLEDGER_MIN_FREE)")
 	ballast := fs.String("ballast", env("KEYLEDGER_BALLAST", "16MiB"), "space held back in DATA/ballast and given up when the disk fills anyway, so that the stores can finish their writes; 0 for none (KEYLEDGER_BALLAST)")
 	var sinks specList
@@ -393,14 +400,27 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	defer func() { _ = usageSub.Unsubscribe() }()
 
 	guarded := guardedLedger{l.store, guard}
-	svc := domain.NewService(domain.ServiceConfig{
-		Ledger: guarded, View: proj, KeyPrefix: m.Config.KeyPrefix, NewID: eventstore.NewID,
-		ReplayWindow: 2 * time.Minute,
-	})
 	staleAfter := m.Config.StaleAfter
 	if staleAfter <= 0 {
 		staleAfter = 10 * time.Second
 	}
+	node := m.Config.Node
+	if node == "" {
+		node = defaultNodeName()
+	}
+	fl := fleet.New(node, staleAfter, m.log)
+	appliedSub, err := eventstore.SubscribeApplied(l.nc, m.log, func(r schemas.AppliedReport) {
+		fl.Observe(fleet.Report{Node: r.Node, Applied: r.Applied, Leaving: r.Leaving})
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = appliedSub.Unsubscribe() }()
+	view := fleetView{proj, fl}
+	svc := domain.NewService(domain.ServiceConfig{
+		Ledger: guarded, View: view, KeyPrefix: m.Config.KeyPrefix, NewID: eventstore.NewID,
+		ReplayWindow: 2 * time.Minute,
+	})
 	fresh := freshness.New(l.store, proj, staleAfter, m.log)
 	ready := func(ctx context.Context) error {
 		last, err := l.store.LastSeq(ctx)
@@ -413,6 +433,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if !fresh.Current() {
 			return errors.New("the projection is not yet proven current")
 		}
+		if !fl.Announced() {
+			return errors.New("this node's applied report has not come back from NATS yet")
+		}
 		return nil
 	}
 	cpStream, err := eventstore.OpenCheckpoints(ctx, l.nc, 1)
@@ -423,7 +446,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Source: sealSource{l.store}, Store: sealStore{cpStream}, Key: sealKey, Stream: m.Config.Stream,
 		Every: m.Config.SealEvery, Interval: m.Config.SealInterval, Log: m.log,
 	})
-	out, err := m.openOutbound(ctx, l, guarded, proj)
+	out, err := m.openOutbound(ctx, l, guarded, view, proj)
 	if err != nil {
 		return err
 	}
@@ -436,11 +459,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		staleDays = 90
 	}
 	metrics := newMetricsRegistry(proj.Applied, l.store.LastSeq)
+	metrics.MustRegister(fleetMetrics(fl)...)
+	// A node validates once proven current and known to the fleet.
+	current := func() bool { return fresh.Current() && fl.Announced() }
 	handler := api.New(api.Config{
 		Metrics: metrics, MetricsToken: m.Config.MetricsToken,
 		Commands: svc, Queries: proj, Feed: l.store,
 		Proofs: proofs{seal}, Exporter: exporter{store: l.store, cps: sealStore{cpStream}, stream: m.Config.Stream, pub: sealKey.Public().(ed25519.PublicKey)},
-		FailedValidationLimit: m.Config.ValidationFailLimit, Fresh: fresh.Current,
+		FailedValidationLimit: m.Config.ValidationFailLimit, Fresh: current,
 		WidgetKey: widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
 		AdminKeyHash: adminHash, Ready: ready, Log: m.log,
@@ -485,6 +511,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		defer workers.Done()
 		guard.Run(runCtx)
 	}()
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		eventstore.ReportApplied(runCtx, l.nc, node, proj, max(staleAfter/4, 10*time.Millisecond), m.log)
+	}()
 	go func() {
 		defer workers.Done()
 		// A ledger that no longer matches its checkpoints stops the sealer,
@@ -496,7 +527,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
-	m.log.Info("keyledger serving", "seal_public_key", hex.EncodeToString(sealKey.Public().(ed25519.PublicKey)), "http", m.addr, "data", m.Config.Data, "nats", natsMode(m.Config))
+	m.log.Info("keyledger serving", "seal_public_key", hex.EncodeToString(sealKey.Public().(ed25519.PublicKey)), "http", m.addr, "data", m.Config.Data, "nats", natsMode(m.Config), "node", node)
 
 	select {
 	case <-ctx.Done():

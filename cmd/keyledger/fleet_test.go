@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/keyledger/keyledger/internal/ledgertest"
+	"github.com/keyledger/keyledger/schemas"
+)
+
+// fleetMetric reads one of a node's metrics.
+func fleetMetric(t *testing.T, s *testServer, name string) float64 {
+	t.Helper()
+	st, body := scrape(t, s.url, "Bearer "+testMetricsToken)
+	if st != 200 {
+		t.Fatalf("metrics: %d", st)
+	}
+	return metricValue(t, body, name)
+}
+
+// waitFleet waits until s hears from n other nodes.
+func waitFleet(t *testing.T, s *testServer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for fleetMetric(t, s, "keyledger_fleet_nodes") != float64(n) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never heard from %d other nodes", s.url, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two keyledger nodes on one NATS server: a key created on one validates
+// on the other, and a revoke answered on one is refused by the other, the
+// moment the command is answered, every time. A node that reports but lags
+// holds an answer for the staleness bound at most, and is counted; a node
+// that leaves is not waited for.
+func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
+	dir := t.TempDir()
+	addr := ledgertest.FreeAddr(t)
+	ns := startExternalNATS(t, filepath.Join(dir, "nats"), addr)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	const bound = 2 * time.Second
+	node := func(name string) *testServer {
+		return startServerWith(t, filepath.Join(dir, name), func(c *Config) {
+			c.NATSURL = "nats://" + addr
+			c.StaleAfter = bound
+			c.Node = name
+		})
+	}
+	a, b := node("node-a"), node("node-b")
+	waitFleet(t, a, 1)
+	waitFleet(t, b, 1)
+	setCatalogue(t, a.url, "projects:read")
+
+	nodes := []*testServer{a, b}
+	for i := range 40 {
+		on, other := nodes[i%2], nodes[(i+1)%2]
+		k := createKey(t, on.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: fmt.Sprint("k", i), Permissions: []string{"projects:read"}})
+		if v := validate(t, other.url, *k.Value); v.APIKey == nil {
+			t.Fatalf("round %d: created on one node, not valid on the other when the create was answered: %+v", i, v)
+		}
+		if st, raw := call(t, "DELETE", other.url+"/api_keys/"+k.ID, nil, nil); st != 200 {
+			t.Fatalf("revoke: %d %s", st, raw)
+		}
+		if v := validate(t, on.url, *k.Value); v.APIKey != nil || v.Reason != schemas.ReasonRevoked {
+			t.Fatalf("round %d: revoked on one node, still valid on the other when the revoke was answered: %+v", i, v)
+		}
+	}
+	if got := fleetMetric(t, a, "keyledger_fleet_barrier_lagged_total"); got != 0 {
+		t.Fatalf("%v barriers ran out the bound with two healthy nodes", got)
+	}
+	if got := fleetMetric(t, a, "keyledger_fleet_barrier_waits_total"); got < 40 {
+		t.Fatalf("%v barrier waits on node a after 40 of its commands", got)
+	}
+
+	// A node that reports but does not apply: the revoke waits the bound,
+	// is answered, and the laggard is counted.
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	k := createKey(t, a.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: "before the stuck node", Permissions: []string{"projects:read"}})
+	stuck, _ := json.Marshal(schemas.AppliedReport{Node: "stuck", Applied: 1})
+	stop := make(chan struct{})
+	reporting := make(chan struct{})
+	go func() { // as a node's reporter does: at least four times per bound
+		defer close(reporting)
+		for {
+			_ = nc.Publish(schemas.SubjectApplied, stuck)
+			select {
+			case <-stop:
+				return
+			case <-time.After(bound / 4):
+			}
+		}
+	}()
+	waitFleet(t, a, 2)
+	start := time.Now()
+	if st, raw := call(t, "DELETE", a.url+"/api_keys/"+k.ID, nil, nil); st != 200 {
+		t.Fatalf("revoke with a stuck node: %d %s", st, raw)
+	}
+	t.Logf("a revoke with a node stuck was answered after %v (bound %v)", time.Since(start).Round(time.Millisecond), bound)
+	if got := fleetMetric(t, a, "keyledger_fleet_barrier_lagged_total"); got != 1 {
+		t.Fatalf("lagged barriers: %v, want the stuck node's 1", got)
+	}
+	close(stop)
+	<-reporting
+	// Silent for longer than the bound, it is no longer waited for.
+	time.Sleep(bound + 500*time.Millisecond)
+	waitFleet(t, a, 1)
+
+	// A node that stops says so: the next commands do not wait for it.
+	b.stop()
+	waitFleet(t, a, 0)
+	before := fleetMetric(t, a, "keyledger_fleet_barrier_lagged_total")
+	k = createKey(t, a.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: "after b", Permissions: []string{"projects:read"}})
+	if st, raw := call(t, "DELETE", a.url+"/api_keys/"+k.ID, nil, nil); st != 200 {
+		t.Fatalf("revoke after b left: %d %s", st, raw)
+	}
+	if got := fleetMetric(t, a, "keyledger_fleet_barrier_lagged_total"); got != before {
+		t.Fatalf("waited for a node that left: lagged %v → %v", before, got)
+	}
+}
