@@ -43,7 +43,10 @@ type Config struct {
 	StaleAfter time.Duration
 	// UsageInterval is how often last-used times are reported (default 10 s).
 	UsageInterval time.Duration
-	// Source names this validator in usage reports (default host:pid).
+	// Source names this validator in usage reports and, as a node of the
+	// fleet, in applied reports (default host:pid): servers answer a
+	// command only once this validator has applied it, or once StaleAfter
+	// has passed and it has stopped validating.
 	Source string
 	Log    *slog.Logger
 }
@@ -104,7 +107,7 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 	v.fresh = freshness.New(v.store, v.proj, cfg.StaleAfter, cfg.Log)
 	runCtx, stop := context.WithCancel(context.Background())
 	v.stop = stop
-	v.wg.Add(3)
+	v.wg.Add(4)
 	go func() {
 		defer v.wg.Done()
 		if err := v.proj.Run(runCtx, v.store); err != nil {
@@ -120,9 +123,19 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 		defer v.wg.Done()
 		v.report(runCtx)
 	}()
+	go func() {
+		defer v.wg.Done()
+		eventstore.ReportApplied(runCtx, v.nc, cfg.Source, v.proj, cfg.StaleAfter, cfg.Log)
+	}()
 	if err := v.WaitCurrent(ctx); err != nil {
 		v.Close()
 		return nil, err
+	}
+	// Known to the servers before the first answer: a revoke answered just
+	// before could otherwise miss this validator.
+	if err := eventstore.AnnounceApplied(v.nc, cfg.Source, v.proj.Applied(), cfg.StaleAfter); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	return v, nil
 }

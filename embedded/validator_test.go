@@ -3,6 +3,7 @@ package embedded_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -154,6 +155,25 @@ func TestFollowsTheLedgerAcrossRestartsOfBothSides(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, v, v2, "", schemas.ReasonRevoked)
+}
+
+// The validator is a node of the fleet: keyledger answers a create or a
+// revoke only once the validator has applied it, so its answer right after
+// is the new one, every time.
+func TestCommandsAnsweredHoldOnTheValidatorAtOnce(t *testing.T) {
+	srv := ledgertest.Start(t)
+	c := setup(t, srv)
+	ctx := context.Background()
+	v := open(t, embedded.Config{NATSURL: validatorURL(srv.NATSAddr), StaleAfter: 2 * time.Second, Source: "app-1"})
+	defer v.Close()
+	for i := range 30 {
+		id, value := create(t, c, fmt.Sprint("k", i))
+		check(t, v, value, id, "")
+		if _, err := c.RevokeKey(ctx, id, ""); err != nil {
+			t.Fatal(err)
+		}
+		check(t, v, value, "", schemas.ReasonRevoked)
+	}
 }
 
 // proxy is a TCP proxy on loopback whose connections can be cut.

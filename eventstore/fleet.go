@@ -20,10 +20,13 @@ type AppliedSource interface {
 }
 
 // ReportApplied publishes node's applied sequence on SubjectApplied
-// whenever the projection advances, and at least every interval, until ctx
-// ends; then it says the node is leaving. Core NATS, at most once: a lost
+// whenever the projection advances, and at least four times per staleAfter
+// (the node's staleness bound, which the report carries), until ctx ends;
+// then it says the node is leaving. Core NATS, at most once: a lost
 // report is made good by the next.
-func ReportApplied(ctx context.Context, nc *nats.Conn, node string, src AppliedSource, interval time.Duration, log *slog.Logger) {
+func ReportApplied(ctx context.Context, nc *nats.Conn, node string, src AppliedSource, staleAfter time.Duration, log *slog.Logger) {
+	interval := max(staleAfter/4, 10*time.Millisecond)
+	bound := staleAfter.Milliseconds()
 	send := func(r schemas.AppliedReport) {
 		raw, err := json.Marshal(r)
 		if err == nil {
@@ -35,16 +38,33 @@ func ReportApplied(ctx context.Context, nc *nats.Conn, node string, src AppliedS
 	}
 	for {
 		applied := src.Applied()
-		send(schemas.AppliedReport{Node: node, Applied: applied})
+		send(schemas.AppliedReport{Node: node, Applied: applied, StaleAfterMs: bound})
 		wctx, cancel := context.WithTimeout(ctx, interval)
 		_ = src.WaitApplied(wctx, applied+1)
 		cancel()
 		if ctx.Err() != nil {
-			send(schemas.AppliedReport{Node: node, Applied: src.Applied(), Leaving: true})
+			send(schemas.AppliedReport{Node: node, Applied: src.Applied(), Leaving: true, StaleAfterMs: bound})
 			_ = nc.FlushTimeout(time.Second)
 			return
 		}
 	}
+}
+
+// AnnounceApplied publishes one applied report and waits until the NATS
+// server has taken it (a flush): from then on every server hears of this
+// node and waits for it. A node validates only once announced.
+func AnnounceApplied(nc *nats.Conn, node string, applied uint64, staleAfter time.Duration) error {
+	raw, err := json.Marshal(schemas.AppliedReport{Node: node, Applied: applied, StaleAfterMs: staleAfter.Milliseconds()})
+	if err != nil {
+		return fmt.Errorf("eventstore: applied report: %w", err)
+	}
+	if err := nc.Publish(schemas.SubjectApplied, raw); err != nil {
+		return fmt.Errorf("eventstore: announce: %w", err)
+	}
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("eventstore: announce: %w", err)
+	}
+	return nil
 }
 
 // SubscribeApplied calls fn with every well-formed applied report.
@@ -76,6 +96,9 @@ func decodeApplied(raw []byte) (schemas.AppliedReport, error) {
 	}
 	if r.Node == "" || len(r.Node) > 128 {
 		return r, fmt.Errorf("node name of %d bytes", len(r.Node))
+	}
+	if r.StaleAfterMs < 0 {
+		return r, fmt.Errorf("negative stale_after_ms")
 	}
 	return r, nil
 }

@@ -122,7 +122,7 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 }
 
 // validatorPermissions lets a client read the ledger stream (stream info,
-// ordered consumers, direct gets) and publish usage reports; it cannot
+// ordered consumers, direct gets) and publish usage and applied reports; it cannot
 // publish to the ledger's subjects or touch any other stream.
 func validatorPermissions(stream string) *server.Permissions {
 	api := "$JS.API."
@@ -137,6 +137,7 @@ func validatorPermissions(stream string) *server.Permissions {
 			api + "DIRECT.GET." + stream,
 			api + "DIRECT.GET." + stream + ".>",
 			schemas.SubjectUsage,
+			schemas.SubjectApplied, // takes part in the fleet's barrier
 		}},
 		// Its own inbox prefix only: a subscription to _INBOX.> would see the
 		// replies meant for keyledger's own connections.

@@ -16,7 +16,13 @@ type Report struct {
 	Node    string
 	Applied uint64
 	Leaving bool
+	// StaleAfter is the node's own staleness bound; 0: the fleet's.
+	StaleAfter time.Duration
 }
+
+// maxBound caps a node's reported bound: anyone who may report can hold
+// commands for that long, no longer.
+const maxBound = time.Minute
 
 // margin covers what the bound does not: the time from a node's proof to
 // its report, and the scheduling of the checks.
@@ -40,6 +46,7 @@ type Fleet struct {
 type member struct {
 	applied uint64
 	heard   time.Time
+	bound   time.Duration // how long its proofs hold
 }
 
 // New returns the fleet as node self sees it. bound is the staleness
@@ -79,6 +86,10 @@ func (f *Fleet) Observe(r Report) {
 		// Reports may cross on the wire: the applied sequence only grows.
 		m.applied = max(m.applied, r.Applied)
 		m.heard = f.now()
+		m.bound = f.bound
+		if r.StaleAfter > 0 {
+			m.bound = min(r.StaleAfter, maxBound)
+		}
 	}
 	close(f.changed)
 	f.changed = make(chan struct{})
@@ -92,21 +103,25 @@ func (f *Fleet) Observe(r Report) {
 // the ledger acknowledged seq. An error means ctx ended first.
 func (f *Fleet) Barrier(ctx context.Context, seq uint64) ([]string, error) {
 	start := f.now()
-	deadline := start.Add(f.bound + margin)
 	f.waits.Add(1)
 	for {
 		f.mu.Lock()
 		now := f.now()
 		var behind []string
+		var until time.Time // when the last node behind stops validating
 		for id, m := range f.nodes {
-			if now.Sub(m.heard) > f.bound+margin {
-				// Silent for longer than its proofs hold: not validating.
+			if start.Sub(m.heard) > m.bound+margin {
+				// Silent for longer than its proofs hold since before this
+				// wait began: not validating.
 				delete(f.nodes, id)
-				f.log.Warn("fleet: node silent for longer than the staleness bound; no longer waited for", "node", id)
+				f.log.Warn("fleet: node silent for longer than its staleness bound; no longer waited for", "node", id)
 				continue
 			}
 			if m.applied < seq {
 				behind = append(behind, id)
+				if d := start.Add(m.bound + margin); d.After(until) {
+					until = d
+				}
 			}
 		}
 		changed := f.changed
@@ -114,20 +129,19 @@ func (f *Fleet) Barrier(ctx context.Context, seq uint64) ([]string, error) {
 		if len(behind) == 0 {
 			return nil, nil
 		}
-		if !now.Before(deadline) {
-			slices.Sort(behind)
+		slices.Sort(behind)
+		if !now.Before(until) {
 			f.lagged.Add(1)
 			f.log.Warn("fleet: answered after the staleness bound; these nodes had not applied the change and have stopped validating until they catch up",
 				"seq", seq, "nodes", behind, "waited", now.Sub(start).Round(time.Millisecond))
 			return behind, nil
 		}
-		t := time.NewTimer(min(deadline.Sub(now), 100*time.Millisecond))
+		t := time.NewTimer(min(until.Sub(now), 100*time.Millisecond))
 		select {
 		case <-changed:
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			slices.Sort(behind)
 			return behind, fmt.Errorf("fleet: waiting for %v to apply %d: %w", behind, seq, ctx.Err())
 		}
 		t.Stop()
@@ -148,7 +162,7 @@ func (f *Fleet) Nodes() map[string]uint64 {
 	out := make(map[string]uint64, len(f.nodes))
 	now := f.now()
 	for id, m := range f.nodes {
-		if now.Sub(m.heard) <= f.bound+margin {
+		if now.Sub(m.heard) <= m.bound+margin {
 			out[id] = m.applied
 		}
 	}

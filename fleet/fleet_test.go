@@ -105,3 +105,21 @@ func TestBarrierEndsWithItsContext(t *testing.T) {
 		t.Fatalf("Barrier = %v, %v", lagged, err)
 	}
 }
+
+// A node's own, shorter bound is what the barrier waits for it; a longer
+// one than the fleet's is waited for too, up to the cap.
+func TestBarrierWaitsEachNodesOwnBound(t *testing.T) {
+	f := New("a", time.Hour, nil)
+	f.Observe(Report{Node: "validator", Applied: 1, StaleAfter: 50 * time.Millisecond})
+	lagged, err := f.Barrier(context.Background(), 2)
+	if err != nil || !slices.Equal(lagged, []string{"validator"}) {
+		t.Fatalf("Barrier = %v, %v", lagged, err)
+	}
+	f.Observe(Report{Node: "slow", Applied: 1, StaleAfter: 24 * time.Hour})
+	f.mu.Lock()
+	got := f.nodes["slow"].bound
+	f.mu.Unlock()
+	if got != maxBound {
+		t.Fatalf("a reported bound of 24h is held as %v, want the %v cap", got, maxBound)
+	}
+}

@@ -106,6 +106,9 @@ type AppliedReport struct {
 	Node    string `json:"node"`
 	Applied uint64 `json:"applied"`
 	Leaving bool   `json:"leaving,omitempty"`
+	// StaleAfterMs is the node's staleness bound: how long it validates
+	// without a fresh proof that it is current.
+	StaleAfterMs int64 `json:"stale_after_ms,omitempty"`
 }
 
 // UsageEntry is when one key was last validated by the reporter.

@@ -410,7 +410,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	fl := fleet.New(node, staleAfter, m.log)
 	appliedSub, err := eventstore.SubscribeApplied(l.nc, m.log, func(r schemas.AppliedReport) {
-		fl.Observe(fleet.Report{Node: r.Node, Applied: r.Applied, Leaving: r.Leaving})
+		fl.Observe(fleet.Report{Node: r.Node, Applied: r.Applied, Leaving: r.Leaving, StaleAfter: time.Duration(r.StaleAfterMs) * time.Millisecond})
 	})
 	if err != nil {
 		return err
@@ -514,7 +514,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	workers.Add(1)
 	go func() {
 		defer workers.Done()
-		eventstore.ReportApplied(runCtx, l.nc, node, proj, max(staleAfter/4, 10*time.Millisecond), m.log)
+		eventstore.ReportApplied(runCtx, l.nc, node, proj, staleAfter, m.log)
 	}()
 	go func() {
 		defer workers.Done()
