@@ -133,12 +133,18 @@ func OpenCheckpoints(ctx context.Context, nc *nats.Conn, replicas int) (*Checkpo
 
 // All returns every checkpoint, in order.
 func (c *Checkpoints) All(ctx context.Context) ([][]byte, error) {
+	return c.After(ctx, 0)
+}
+
+// After returns the checkpoints after the first have, in order.
+func (c *Checkpoints) After(ctx context.Context, have int) ([][]byte, error) {
 	info, err := c.stream.Info(ctx)
 	if err != nil {
 		return nil, mapErr("checkpoints", err)
 	}
-	out := make([][]byte, 0, info.State.Msgs)
-	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+	first := uint64(max(have, 0)) + 1
+	out := make([][]byte, 0, info.State.LastSeq-min(info.State.LastSeq, first-1))
+	for seq := first; seq <= info.State.LastSeq; seq++ {
 		msg, err := c.stream.GetMsg(ctx, seq)
 		if err != nil {
 			return nil, mapErr("checkpoint", err)

@@ -20,6 +20,8 @@ type Source interface {
 // Store keeps the checkpoints, in order, in their own stream.
 type Store interface {
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+	// CheckpointsAfter returns the checkpoints after the first have.
+	CheckpointsAfter(ctx context.Context, have int) ([]Checkpoint, error)
 	// Append appends c if the store holds exactly have checkpoints, so that
 	// two sealers never fork the chain.
 	Append(ctx context.Context, c Checkpoint, have int) error
@@ -37,6 +39,11 @@ type Config struct {
 	Interval time.Duration
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Leader reports whether this sealer may append checkpoints (it holds
+	// the fleet's sealer lease); nil: always. One that may not follows the
+	// checkpoint stream instead, checking each new checkpoint against the
+	// tree it built itself, so that every node can prove events.
+	Leader func() bool
 }
 
 // ErrTampered is the sealer's error when the ledger no longer matches what
@@ -107,6 +114,10 @@ func (s *Sealer) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 				if err := s.seal(ctx); err != nil && ctx.Err() == nil {
+					if errors.Is(err, ErrTampered) {
+						cancel(err)
+						return
+					}
 					s.cfg.Log.Warn("sealer: sealing failed; will try again", "err", err)
 				}
 			}
@@ -134,6 +145,9 @@ func (s *Sealer) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if cause := context.Cause(ctx); errors.Is(cause, ErrTampered) {
+		return cause
+	}
 	if ctx.Err() != nil && !errors.Is(err, ErrTampered) {
 		return nil
 	}
@@ -147,8 +161,12 @@ func (s *Sealer) sealedSize() uint64 {
 	return s.cps[len(s.cps)-1].TreeSize
 }
 
-// seal appends a checkpoint over what is new, if anything is.
+// seal appends a checkpoint over what is new, if anything is; when another
+// node seals, it takes up that node's checkpoints instead.
 func (s *Sealer) seal(ctx context.Context) error {
+	if s.cfg.Leader != nil && !s.cfg.Leader() {
+		return s.follow(ctx)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	from, to := s.sealedSize(), s.tree.Size()
@@ -173,10 +191,61 @@ func (s *Sealer) seal(ctx context.Context) error {
 		return err
 	}
 	if err := s.cfg.Store.Append(ctx, c, len(s.cps)); err != nil {
+		if s.cfg.Leader != nil {
+			// The lease moved, or the last holder sealed since: take up
+			// what the stream holds, and seal over the rest next time.
+			s.mu.Unlock()
+			ferr := s.follow(ctx)
+			s.mu.Lock()
+			if ferr != nil {
+				return ferr
+			}
+		}
 		return fmt.Errorf("sealer: append checkpoint: %w", err)
 	}
 	s.cps = append(s.cps, c)
 	s.cfg.Log.Debug("sealer: checkpoint", "tree_size", to, "root", c.Root)
+	return nil
+}
+
+// follow takes up the checkpoints another sealer appended, each checked
+// against this sealer's own tree: signed by the same key, chained to the
+// last, and with the root of the same events. A checkpoint beyond what this
+// sealer has read waits for the next call.
+func (s *Sealer) follow(ctx context.Context) error {
+	s.mu.Lock()
+	have := len(s.cps)
+	s.mu.Unlock()
+	more, err := s.cfg.Store.CheckpointsAfter(ctx, have)
+	if err != nil {
+		return fmt.Errorf("sealer: read checkpoints: %w", err)
+	}
+	pub := s.cfg.Key.Public().(ed25519.PublicKey)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cps) != have { // sealed meanwhile: next time
+		return nil
+	}
+	for j, c := range more {
+		i := have + j
+		if c.TreeSize > s.tree.Size() {
+			return nil
+		}
+		if err := c.VerifySignature(pub); err != nil {
+			return fmt.Errorf("%w: checkpoint %d (is every node's seal key the same?): %v", ErrTampered, i+1, err)
+		}
+		prev := ""
+		if i > 0 {
+			prev, _ = s.cps[i-1].Hash()
+		}
+		if c.Prev != prev || c.FirstSeq != s.sealedSize()+1 {
+			return fmt.Errorf("%w: checkpoint %d does not follow checkpoint %d", ErrTampered, i+1, i)
+		}
+		if root := s.tree.RootAt(c.TreeSize); c.Root != hex.EncodeToString(root[:]) {
+			return fmt.Errorf("%w: checkpoint %d seals a root this node's ledger does not have", ErrTampered, i+1)
+		}
+		s.cps = append(s.cps, c)
+	}
 	return nil
 }
 

@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/schemas"
 )
@@ -126,5 +128,66 @@ func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
 	}
 	if got := fleetMetric(t, a, "keyledger_fleet_barrier_lagged_total"); got != before {
 		t.Fatalf("waited for a node that left: lagged %v → %v", before, got)
+	}
+}
+
+// One node seals (it holds the sealer lease); the other takes up its
+// checkpoints, checked against its own reading of the ledger, and proves
+// events from them. When the sealing node stops, the other takes the lease
+// and seals on.
+func TestFleetSealsOnceAndHandsOver(t *testing.T) {
+	dir := t.TempDir()
+	addr := ledgertest.FreeAddr(t)
+	ns := startExternalNATS(t, filepath.Join(dir, "nats"), addr)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	const sealKey = "0000000000000000000000000000000000000000000000000000000000000001"
+	node := func(name string) *testServer {
+		return startServerWith(t, filepath.Join(dir, name), func(c *Config) {
+			c.NATSURL = "nats://" + addr
+			c.Node = name
+			c.SealKey = sealKey // every node signs with the fleet's key
+		})
+	}
+	a, b := node("node-a"), node("node-b")
+	setCatalogue(t, a.url, "projects:read")
+	for i := range 3 {
+		createKey(t, a.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: fmt.Sprint("k", i), Permissions: []string{"projects:read"}})
+	}
+	events := listEvents(t, a.url, "limit=100")
+	last := events.Data[len(events.Data)-1].ID
+	waitProof(t, a.url, last)
+	waitProof(t, b.url, last)
+
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	lease, err := eventstore.OpenLease(t.Context(), nc, "sealer", "test-reader", sealLeaseTTL, 1, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := lease.Holder(t.Context())
+	if err != nil || (holder != "node-a" && holder != "node-b") {
+		t.Fatalf("sealer lease held by %q (%v)", holder, err)
+	}
+	sealing, other := a, b
+	if holder == "node-b" {
+		sealing, other = b, a
+	}
+	sealing.stop()
+	k := createKey(t, other.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: "after the sealer stopped", Permissions: []string{"projects:read"}})
+	var after string
+	for _, e := range listEvents(t, other.url, "limit=100").Data {
+		if subjectOf(e) == k.ID {
+			after = e.ID
+		}
+	}
+	if after == "" {
+		t.Fatal("the create is not in the feed")
+	}
+	waitProof(t, other.url, after)
+	if h, err := lease.Holder(t.Context()); err != nil || h == holder {
+		t.Fatalf("sealer lease still with %q after it stopped (%v)", h, err)
 	}
 }

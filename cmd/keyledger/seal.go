@@ -71,14 +71,18 @@ func (s sealSource) FollowRaw(ctx context.Context, from uint64, fn func([]sealer
 type sealStore struct{ cps *eventstore.Checkpoints }
 
 func (s sealStore) Checkpoints(ctx context.Context) ([]sealer.Checkpoint, error) {
-	raw, err := s.cps.All(ctx)
+	return s.CheckpointsAfter(ctx, 0)
+}
+
+func (s sealStore) CheckpointsAfter(ctx context.Context, have int) ([]sealer.Checkpoint, error) {
+	raw, err := s.cps.After(ctx, have)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]sealer.Checkpoint, len(raw))
 	for i, b := range raw {
 		if err := json.Unmarshal(b, &out[i]); err != nil {
-			return nil, fmt.Errorf("checkpoint %d: %w", i+1, err)
+			return nil, fmt.Errorf("checkpoint %d: %w", have+i+1, err)
 		}
 	}
 	return out, nil

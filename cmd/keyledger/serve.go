@@ -283,6 +283,10 @@ type specList []string
 func (l *specList) String() string     { return strings.Join(*l, ",") }
 func (l *specList) Set(s string) error { *l = append(*l, s); return nil }
 
+// sealLeaseTTL is how long a dead node holds the sealer lease: the
+// longest another node waits to take sealing over.
+const sealLeaseTTL = 10 * time.Second
+
 // ledger is an open connection to the ledger: the embedded server if any,
 // the connection, and the store.
 type ledger struct {
@@ -442,9 +446,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// One node of the fleet seals; the others check its checkpoints and
+	// prove events from them.
+	sealLease, err := eventstore.OpenLease(ctx, l.nc, "sealer", node, sealLeaseTTL, 1, m.log)
+	if err != nil {
+		return err
+	}
 	seal := sealer.New(sealer.Config{
 		Source: sealSource{l.store}, Store: sealStore{cpStream}, Key: sealKey, Stream: m.Config.Stream,
-		Every: m.Config.SealEvery, Interval: m.Config.SealInterval, Log: m.log,
+		Every: m.Config.SealEvery, Interval: m.Config.SealInterval, Log: m.log, Leader: sealLease.Held,
 	})
 	out, err := m.openOutbound(ctx, l, guarded, view, proj)
 	if err != nil {
@@ -511,7 +521,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		defer workers.Done()
 		guard.Run(runCtx)
 	}()
-	workers.Add(1)
+	workers.Add(2)
+	go func() {
+		defer workers.Done()
+		sealLease.Run(runCtx)
+	}()
 	go func() {
 		defer workers.Done()
 		eventstore.ReportApplied(runCtx, l.nc, node, proj, staleAfter, m.log)
