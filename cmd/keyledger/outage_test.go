@@ -13,7 +13,7 @@ import (
 	"github.com/keyledger/keyledger/schemas"
 )
 
-func startExternalNATS(t *testing.T, dir, addr string) *server.Server {
+func startExternalNATS(t testing.TB, dir, addr string) *server.Server {
 	t.Helper()
 	host, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
