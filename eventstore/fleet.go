@@ -1,7 +1,6 @@
 package eventstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -86,13 +85,8 @@ func SubscribeApplied(nc *nats.Conn, log *slog.Logger, fn func(schemas.AppliedRe
 
 func decodeApplied(raw []byte) (schemas.AppliedReport, error) {
 	var r schemas.AppliedReport
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := decodeStrict(raw, &r); err != nil {
 		return r, err
-	}
-	if dec.More() {
-		return r, fmt.Errorf("trailing data")
 	}
 	if r.Node == "" || len(r.Node) > 128 {
 		return r, fmt.Errorf("node name of %d bytes", len(r.Node))

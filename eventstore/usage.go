@@ -55,15 +55,24 @@ func SubscribeUsage(nc *nats.Conn, log *slog.Logger, fn func(id string, at time.
 	return sub, nil
 }
 
-func decodeUsage(raw []byte) (schemas.UsageReport, error) {
-	var r schemas.UsageReport
+// decodeStrict decodes one JSON value with no unknown field and nothing
+// after it: reports come from other processes.
+func decodeStrict(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return r, err
+	if err := dec.Decode(v); err != nil {
+		return err
 	}
 	if dec.More() {
-		return r, fmt.Errorf("trailing data")
+		return fmt.Errorf("trailing data")
+	}
+	return nil
+}
+
+func decodeUsage(raw []byte) (schemas.UsageReport, error) {
+	var r schemas.UsageReport
+	if err := decodeStrict(raw, &r); err != nil {
+		return r, err
 	}
 	if r.Source == "" || len(r.Keys) > maxUsagePerReport {
 		return r, fmt.Errorf("no source, or more than %d keys", maxUsagePerReport)
