@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -176,72 +173,13 @@ func TestCommandsAnsweredHoldOnTheValidatorAtOnce(t *testing.T) {
 	}
 }
 
-// proxy is a TCP proxy on loopback whose connections can be cut.
-type proxy struct {
-	t      *testing.T
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target, addr: ledgertest.FreeAddr(t)}
-	p.listen()
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) listen() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", p.target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-}
-
-// cut stops accepting and drops every connection.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 func TestFailsClosedWhenTheLedgerIsLost(t *testing.T) {
 	srv := ledgertest.Start(t)
 	c := setup(t, srv)
 	id, value := create(t, c, "cut")
-	px := newProxy(t, srv.NATSAddr)
+	px := ledgertest.NewProxy(t, srv.NATSAddr)
 	const bound = 500 * time.Millisecond
-	v := open(t, embedded.Config{NATSURL: validatorURL(px.addr), StaleAfter: bound})
+	v := open(t, embedded.Config{NATSURL: validatorURL(px.Addr), StaleAfter: bound})
 	defer v.Close()
 	check(t, v, value, id, "")
 
@@ -265,7 +203,7 @@ func TestFailsClosedWhenTheLedgerIsLost(t *testing.T) {
 
 	// Cut the validator off, then revoke: it must not go on answering
 	// valid for longer than its bound.
-	px.cut()
+	px.Cut()
 	if _, err := c.RevokeKey(context.Background(), id, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +229,7 @@ func TestFailsClosedWhenTheLedgerIsLost(t *testing.T) {
 		time.Sleep(bound / 4)
 	}
 	// The connection returns: the validator catches up and refuses the key.
-	px.listen()
+	px.Listen()
 	eventually(t, v, value, "", schemas.ReasonRevoked)
 	if s := status(); s != http.StatusUnauthorized {
 		t.Fatalf("middleware after reconnecting: %d, want 401", s)

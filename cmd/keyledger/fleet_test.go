@@ -238,3 +238,56 @@ func BenchmarkFleet(b *testing.B) {
 		})
 	}
 }
+
+// A node cut off from NATS: a revoke on the other node is answered once the
+// cut node's bound has run out, and by then the cut node refuses to
+// validate (503 ledger_stale) instead of calling the revoked key valid.
+// Joined again, it catches up and refuses the key as revoked.
+func TestFleetPartitionedNodeFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	addr := ledgertest.FreeAddr(t)
+	ns := startExternalNATS(t, filepath.Join(dir, "nats"), addr)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	px := ledgertest.NewProxy(t, addr)
+	const bound = time.Second
+	node := func(name, url string) *testServer {
+		return startServerWith(t, filepath.Join(dir, name), func(c *Config) {
+			c.NATSURL = "nats://" + url
+			c.StaleAfter = bound
+			c.Node = name
+		})
+	}
+	a, b := node("node-a", addr), node("node-b", px.Addr)
+	waitFleet(t, a, 1)
+	setCatalogue(t, a.url, "projects:read")
+	k := createKey(t, a.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: "k", Permissions: []string{"projects:read"}})
+	if v := validate(t, b.url, *k.Value); v.APIKey == nil {
+		t.Fatalf("before the cut: %+v", v)
+	}
+
+	px.Cut()
+	if st, raw := call(t, "DELETE", a.url+"/api_keys/"+k.ID, nil, nil); st != 200 {
+		t.Fatalf("revoke with node-b cut off: %d %s", st, raw)
+	}
+	st, raw := call(t, "POST", b.url+"/api_keys/validations", schemas.ValidateRequest{Value: *k.Value}, nil)
+	if st != 503 || errCode(t, raw) != "ledger_stale" {
+		t.Fatalf("the cut-off node answered %d %s the moment the revoke was answered, want 503 ledger_stale", st, raw)
+	}
+
+	px.Listen()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var v schemas.ValidateResponse
+		st, raw := call(t, "POST", b.url+"/api_keys/validations", schemas.ValidateRequest{Value: *k.Value}, &v)
+		if st == 200 {
+			if v.APIKey != nil || v.Reason != schemas.ReasonRevoked {
+				t.Fatalf("joined again, node-b answered %s", raw)
+			}
+			break
+		}
+		if st != 503 || time.Now().After(deadline) {
+			t.Fatalf("node-b after the cut healed: %d %s", st, raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
