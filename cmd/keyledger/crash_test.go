@@ -33,7 +33,13 @@ type child struct {
 
 func startChild(t *testing.T, dir, addr string, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--data", dir, "--http", addr)
+	return startChildArgs(t, dir, addr, nil, env...)
+}
+
+// startChildArgs is startChild with more serve flags.
+func startChildArgs(t *testing.T, dir, addr string, args []string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--data", dir, "--http", addr}, args...)...)
 	// Checking that every revoke held validates many revoked keys from
 	// one address: no failed-validation limit here.
 	cmd.Env = append(os.Environ(), "KEYLEDGER_TEST_AS_MAIN=1", "KEYLEDGER_ADMIN_KEY="+testAdminKey, "KEYLEDGER_LOG_LEVEL=warn", "KEYLEDGER_VALIDATION_FAIL_LIMIT=0")

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -289,5 +291,144 @@ func TestFleetPartitionedNodeFailsClosed(t *testing.T) {
 			t.Fatalf("node-b after the cut healed: %d %s", st, raw)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Two nodes as processes; the one that seals is killed (SIGKILL) in the
+// middle of the traffic. The other goes on: commands wait for the dead
+// node only until its bound runs out, it takes the sealer lease once the
+// dead node's expires and seals what is new, and every acknowledged
+// command's event reaches the webhook endpoint (deliveries the dead node
+// had taken come again after the ack wait), which gets nothing that is not
+// in the ledger.
+func TestFleetNodeKilled(t *testing.T) {
+	dir := t.TempDir()
+	natsAddr := ledgertest.FreeAddr(t)
+	ns := startExternalNATS(t, filepath.Join(dir, "nats"), natsAddr)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	rcv := newReceiver(t)
+	// Every node of a fleet shares these (README): the admin key comes from
+	// startChild.
+	const sealKey = "0000000000000000000000000000000000000000000000000000000000000002"
+	webhookKey := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	widgetKey := base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
+	addrs := map[string]string{"node-a": ledgertest.FreeAddr(t), "node-b": ledgertest.FreeAddr(t)}
+	children := map[string]*child{}
+	for _, name := range []string{"node-a", "node-b"} {
+		children[name] = startChildArgs(t, filepath.Join(dir, name), addrs[name],
+			[]string{"--stale-after", "2s", "--seal-interval", "200ms", "--node", name},
+			"KEYLEDGER_NATS_URL=nats://"+natsAddr, "KEYLEDGER_SEAL_KEY="+sealKey,
+			"KEYLEDGER_WEBHOOK_SECRET_KEY="+webhookKey, "KEYLEDGER_WIDGET_KEY="+widgetKey,
+			"KEYLEDGER_WEBHOOK_ALLOW=127.0.0.0/8", "KEYLEDGER_WEBHOOK_RETRY_SCHEDULE=20ms,50ms,100ms,200ms,500ms,1s",
+			"KEYLEDGER_WEBHOOK_TIMEOUT=2s", "KEYLEDGER_WEBHOOK_ACK_WAIT=5s")
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, c := range children {
+				if c.cmd.ProcessState == nil {
+					_ = c.cmd.Process.Kill()
+					_ = c.cmd.Wait()
+				}
+				t.Logf("%s's output:\n%s", name, c.out)
+			}
+		}
+	})
+	base := func(name string) string { return "http://" + addrs[name] }
+	setCatalogue(t, base("node-a"), "projects:read")
+	var we schemas.WebhookEndpoint
+	if st, raw := call(t, "POST", base("node-a")+"/webhook_endpoints", `{"url":"`+rcv.srv.URL+`/hook","events":["api_key.created","api_key.revoked"]}`, &we); st != 201 || we.Secret == nil {
+		t.Fatalf("create webhook endpoint: %d %s", st, raw)
+	}
+	rcv.mu.Lock()
+	rcv.secret = *we.Secret
+	rcv.mu.Unlock()
+
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	lease, err := eventstore.OpenLease(t.Context(), nc, "sealer", "test-reader", sealLeaseTTL, 1, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holder string
+	for deadline := time.Now().Add(20 * time.Second); holder == ""; time.Sleep(50 * time.Millisecond) {
+		if holder, err = lease.Holder(t.Context()); err != nil || time.Now().After(deadline) {
+			t.Fatalf("nobody took the sealer lease (%v)", err)
+		}
+	}
+	survivor := "node-a"
+	if holder == "node-a" {
+		survivor = "node-b"
+	}
+
+	// Traffic on both nodes; the sealing node is killed in its midst.
+	acked := map[string]bool{} // event type and key id of each acknowledged command
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i := range 40 {
+		on := []string{"node-a", "node-b"}[i%2]
+		if i == 20 {
+			if err := children[holder].cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = children[holder].cmd.Wait()
+		}
+		if i >= 20 {
+			on = survivor
+		}
+		k, ok := tryCreate(client, base(on), fmt.Sprint("k", i))
+		if !ok {
+			if on == holder {
+				continue // sent as it died: not acknowledged
+			}
+			t.Fatalf("create %d on %s failed", i, on)
+		}
+		acked[schemas.EventAPIKeyCreated+" "+k.id] = true
+		if i%3 == 0 && tryRevoke(client, base(on), k.id) {
+			acked[schemas.EventAPIKeyRevoked+" "+k.id] = true
+		}
+	}
+
+	// The survivor seals on: the last event gets a proof.
+	events := readLedger(t, base(survivor))
+	feed := listEvents(t, base(survivor), "limit=1&order=desc")
+	if len(feed.Data) != 1 {
+		t.Fatal("empty feed")
+	}
+	waitProof(t, base(survivor), feed.Data[0].ID)
+	if h, err := lease.Holder(t.Context()); err != nil || h != survivor {
+		t.Fatalf("sealer lease with %q, want %s (%v)", h, survivor, err)
+	}
+
+	// Every acknowledged command is delivered; nothing that is not in the
+	// ledger is.
+	var missing []string
+	for deadline := time.Now().Add(time.Minute); ; {
+		got := map[string]bool{}
+		rcv.mu.Lock()
+		for _, e := range rcv.got {
+			got[e.Event+" "+subjectOf(e)] = true
+			if _, ok := events.subject[e.ID]; !ok {
+				t.Errorf("delivered %s, which is not in the ledger", e.ID)
+			}
+		}
+		delivered := len(rcv.got)
+		rcv.mu.Unlock()
+		missing = missing[:0]
+		for c := range acked {
+			if !got[c] {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) == 0 {
+			t.Logf("%s killed after 20 rounds: %d acknowledged commands, %d deliveries (%d more than distinct), sealer moved to %s",
+				holder, len(acked), delivered, delivered-len(got), survivor)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acknowledged commands never delivered: %v", len(missing), missing)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -116,6 +118,8 @@ func (m *Main) secretKey(envName, envValue, file string) ([]byte, error) {
 type endpointRegistry struct {
 	proj   *projections.Projection
 	sealer *webhooks.Sealer
+	log    *slog.Logger
+	warned *sync.Map // endpoint id → struct{}: its unopenable secret was reported
 }
 
 func (r endpointRegistry) open(w *domain.WebhookEndpoint) (webhooks.Endpoint, error) {
@@ -147,7 +151,14 @@ func (r endpointRegistry) Endpoints(ctx context.Context) ([]webhooks.Endpoint, e
 	for _, w := range all {
 		e, err := r.open(w)
 		if err != nil {
-			return nil, err
+			// Its secret was sealed with another key (a node of the fleet
+			// with its own KEYLEDGER_WEBHOOK_SECRET_KEY): this node cannot
+			// sign for it, so it leaves its deliveries to nodes that can,
+			// and serves every other endpoint.
+			if _, seen := r.warned.LoadOrStore(w.ID, struct{}{}); !seen {
+				r.log.Error("webhooks: cannot open an endpoint's signing secret; this node does not deliver to it (give every node the same KEYLEDGER_WEBHOOK_SECRET_KEY)", "endpoint", w.ID, "err", err)
+			}
+			continue
 		}
 		out = append(out, e)
 	}
@@ -206,7 +217,7 @@ func (m *Main) openOutbound(ctx context.Context, l *ledger, ledger guardedLedger
 	if err != nil {
 		return nil, err
 	}
-	o := &outbound{registry: endpointRegistry{proj: proj, sealer: sealer}}
+	o := &outbound{registry: endpointRegistry{proj: proj, sealer: sealer, log: m.log, warned: &sync.Map{}}}
 	o.svc = domain.NewWebhookService(domain.WebhookServiceConfig{
 		Ledger: ledger, View: view, NewID: eventstore.NewID,
 		CheckURL:   func(ctx context.Context, u string) error { return webhooks.CheckURL(ctx, u, allow) },
