@@ -16,6 +16,7 @@ import (
 	"github.com/keyledger/keyledger/api"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/fleet"
 	"github.com/keyledger/keyledger/freshness"
 	"github.com/keyledger/keyledger/projections"
 	"github.com/keyledger/keyledger/schemas"
@@ -39,7 +40,8 @@ type Config struct {
 	// it in memory, rebuilt from the ledger at each start.
 	Dir string
 	// StaleAfter is how long the validator keeps answering without a fresh
-	// proof that it is current (default 5 s). It checks four times as often.
+	// proof that it is current (default 5 s, at most 20 s). It checks four
+	// times as often.
 	StaleAfter time.Duration
 	// UsageInterval is how often last-used times are reported (default 10 s).
 	UsageInterval time.Duration
@@ -73,6 +75,12 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 	}
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = 5 * time.Second
+	}
+	if cfg.StaleAfter > fleet.MaxBound {
+		// Servers wait no longer than this for a validator to apply a
+		// command; one that validated on an older proof could answer
+		// against a revoke they have already answered.
+		return nil, fmt.Errorf("embedded: StaleAfter %s: at most %s", cfg.StaleAfter, fleet.MaxBound)
 	}
 	if cfg.UsageInterval <= 0 {
 		cfg.UsageInterval = 10 * time.Second

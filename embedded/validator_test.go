@@ -173,6 +173,14 @@ func TestCommandsAnsweredHoldOnTheValidatorAtOnce(t *testing.T) {
 	}
 }
 
+// Servers wait at most fleet.MaxBound for a validator to apply a command:
+// one that answered on older proofs could contradict them.
+func TestStaleAfterIsAtMostTheBarriersCap(t *testing.T) {
+	if _, err := embedded.Open(context.Background(), embedded.Config{NATSURL: "nats://127.0.0.1:1", StaleAfter: 21 * time.Second}); err == nil || !strings.Contains(err.Error(), "StaleAfter") {
+		t.Fatalf("StaleAfter 21s: %v", err)
+	}
+}
+
 func TestFailsClosedWhenTheLedgerIsLost(t *testing.T) {
 	srv := ledgertest.Start(t)
 	c := setup(t, srv)

@@ -20,9 +20,10 @@ type Report struct {
 	StaleAfter time.Duration
 }
 
-// maxBound caps a node's reported bound: anyone who may report can hold
-// commands for that long, no longer.
-const maxBound = time.Minute
+// MaxBound caps a node's reported bound: anyone who may report can hold
+// commands for that long, no longer; and a command held longer would meet
+// the HTTP server's 30-second write timeout.
+const MaxBound = 20 * time.Second
 
 // margin covers what the bound does not: the time from a node's proof to
 // its report, and the scheduling of the checks.
@@ -88,7 +89,7 @@ func (f *Fleet) Observe(r Report) {
 		m.heard = f.now()
 		m.bound = f.bound
 		if r.StaleAfter > 0 {
-			m.bound = min(r.StaleAfter, maxBound)
+			m.bound = min(r.StaleAfter, MaxBound)
 		}
 	}
 	close(f.changed)

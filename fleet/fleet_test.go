@@ -119,7 +119,7 @@ func TestBarrierWaitsEachNodesOwnBound(t *testing.T) {
 	f.mu.Lock()
 	got := f.nodes["slow"].bound
 	f.mu.Unlock()
-	if got != maxBound {
-		t.Fatalf("a reported bound of 24h is held as %v, want the %v cap", got, maxBound)
+	if got != MaxBound {
+		t.Fatalf("a reported bound of 24h is held as %v, want the %v cap", got, MaxBound)
 	}
 }

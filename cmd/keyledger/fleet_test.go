@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -430,5 +431,18 @@ func TestFleetNodeKilled(t *testing.T) {
 			t.Fatalf("%d acknowledged commands never delivered: %v", len(missing), missing)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A node whose proofs hold longer than a command waits for it could answer
+// against a revoke the fleet has already answered.
+func TestStaleAfterIsAtMostTheBarriersCap(t *testing.T) {
+	c := Config{Data: t.TempDir(), HTTPAddr: "127.0.0.1:0", KeyPrefix: "sk_live", StaleAfter: 21 * time.Second}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--stale-after") {
+		t.Fatalf("--stale-after 21s: %v", err)
+	}
+	c.StaleAfter = 20 * time.Second
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
