@@ -39,7 +39,9 @@ type Config struct {
 	// JetStream stops storing after one), or nil. Nil when there is no such
 	// store to watch.
 	Stalled func() error
-	// Recover restarts what Stalled reported, once space is back.
+	// Recover starts the recovery of what Stalled reported, once space is
+	// back (keyledger restarts its service); Run calls it again while
+	// Stalled still reports.
 	Recover func(context.Context) error
 	Log     *slog.Logger
 }
@@ -172,15 +174,14 @@ func (g *Guard) look(ctx context.Context) {
 	}
 	if g.stalled.Load() {
 		if err := g.cfg.Recover(ctx); err != nil {
-			g.cfg.Log.Error("diskguard: restart after a write error failed; trying again", "err", err)
+			g.cfg.Log.Error("diskguard: recovery after a write error failed; trying again", "err", err)
 			return
 		}
-		if err := g.cfg.Stalled(); err != nil {
-			g.cfg.Log.Error("diskguard: still stopped after a restart; trying again", "err", err)
-			return
+		if g.cfg.Stalled() != nil {
+			return // recovering: look again next time
 		}
 		g.stalled.Store(false)
-		g.cfg.Log.Info("diskguard: space is back and the ledger was restarted; commands are accepted")
+		g.cfg.Log.Info("diskguard: space is back and the ledger recovered; commands are accepted")
 	}
 	if missing {
 		if err := g.layBallast(); err != nil {

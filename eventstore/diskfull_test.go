@@ -16,10 +16,10 @@ import (
 )
 
 // A stream that met a full disk stops storing (nats-server keeps the write
-// error and answers no further publish); WriteError reports it, and once
-// space is back RestartJetStream brings the stream back from disk with
-// every acknowledged message and none of the failed one.
-func TestEmbeddedRestartsAfterAWriteError(t *testing.T) {
+// error and answers no further publish); WriteError reports it, and a new
+// server on the same store brings the stream back with every acknowledged
+// message and none of the failed one.
+func TestEmbeddedReportsAWriteError(t *testing.T) {
 	mnt := ledgertest.Tmpfs(t, 32<<20)
 	e, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: filepath.Join(mnt, "data")}, discardLog())
 	if err != nil {
@@ -62,7 +62,21 @@ func TestEmbeddedRestartsAfterAWriteError(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.RestartJetStream(); err != nil {
+	nc.Close()
+	e.Shutdown()
+	e.WaitForShutdown()
+	if e, err = eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: filepath.Join(mnt, "data")}, discardLog()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	if nc, err = eventstore.ConnectEmbedded(e); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = js.Stream(ctx, "S"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.WriteError(); err != nil {

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/domain"
 )
 
 // RawMessage is one ledger message as stored: for the sealer and for
@@ -114,6 +117,9 @@ const (
 type Checkpoints struct {
 	stream jetstream.Stream
 	js     jetstream.JetStream
+
+	mu   sync.Mutex
+	seqs []uint64 // stream sequence of each checkpoint read so far
 }
 
 // OpenCheckpoints creates or adopts the checkpoint stream: file storage,
@@ -136,27 +142,53 @@ func (c *Checkpoints) All(ctx context.Context) ([][]byte, error) {
 	return c.After(ctx, 0)
 }
 
-// After returns the checkpoints after the first have, in order.
+// After returns the checkpoints after the first have, in order. The
+// stream's sequences may have gaps (a write that failed on a full disk
+// leaves one), so checkpoints are counted, not sequences: each read is of
+// the next message at or after a sequence.
 func (c *Checkpoints) After(ctx context.Context, have int) ([][]byte, error) {
-	info, err := c.stream.Info(ctx)
-	if err != nil {
-		return nil, mapErr("checkpoints", err)
+	c.mu.Lock()
+	idx, seq := 0, uint64(1)
+	if have > 0 && have <= len(c.seqs) {
+		idx, seq = have, c.seqs[have-1]+1
 	}
-	first := uint64(max(have, 0)) + 1
-	out := make([][]byte, 0, info.State.LastSeq-min(info.State.LastSeq, first-1))
-	for seq := first; seq <= info.State.LastSeq; seq++ {
-		msg, err := c.stream.GetMsg(ctx, seq)
+	c.mu.Unlock()
+	var out [][]byte
+	for {
+		msg, err := c.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(SubjectCheckpoints))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
 		if err != nil {
 			return nil, mapErr("checkpoint", err)
 		}
-		out = append(out, msg.Data)
+		c.mu.Lock()
+		if idx == len(c.seqs) {
+			c.seqs = append(c.seqs, msg.Sequence)
+		}
+		c.mu.Unlock()
+		if idx >= have {
+			out = append(out, msg.Data)
+		}
+		idx++
+		seq = msg.Sequence + 1
 	}
-	return out, nil
 }
 
-// Append appends a checkpoint if the stream holds exactly have of them.
+// Append appends a checkpoint if the stream holds exactly have of them:
+// two sealers never fork the chain.
 func (c *Checkpoints) Append(ctx context.Context, data []byte, have int) error {
-	_, err := c.js.Publish(ctx, SubjectCheckpoints, data, jetstream.WithExpectLastSequence(uint64(have)))
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return mapErr("append checkpoint", err)
+	}
+	if info.State.Msgs != uint64(have) {
+		return fmt.Errorf("eventstore: append checkpoint: the stream holds %d checkpoints, not %d: %w", info.State.Msgs, have, domain.ErrConflict)
+	}
+	// Expecting the stream's last sequence, not the count: a gap would
+	// refuse every append after it. Another sealer appending meanwhile
+	// moves the last sequence, and this append is refused.
+	_, err = c.js.Publish(ctx, SubjectCheckpoints, data, jetstream.WithExpectLastSequence(info.State.LastSeq))
 	if err != nil {
 		return mapErr("append checkpoint", err)
 	}

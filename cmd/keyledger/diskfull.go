@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,15 +29,26 @@ func (l guardedLedger) Append(ctx context.Context, batch []domain.Append) (domai
 	return res, l.guard.Explain(err)
 }
 
+// errRestart ends Run so that serve starts the service again, in the same
+// process: the embedded server stops storing after a write error until it
+// starts anew.
+var errRestart = errors.New("restart to recover the embedded JetStream after a write error")
+
 // newDiskGuard watches the data folder. On the embedded server it also
-// watches JetStream for a write error, and restarts JetStream once space is
-// back; an external NATS server looks after its own disk.
-func (m *Main) newDiskGuard(l *ledger) *diskguard.Guard {
+// watches JetStream for a write error and, once space is back, has the
+// service restart (restart is signalled); an external NATS server looks
+// after its own disk.
+func (m *Main) newDiskGuard(l *ledger, restart chan<- struct{}) *diskguard.Guard {
 	cfg := diskguard.Config{Dir: m.Config.Data, MinFree: m.Config.MinFree, Ballast: m.Config.Ballast, Log: m.log}
 	if l.ns != nil {
-		ns := l.ns
-		cfg.Stalled = ns.WriteError
-		cfg.Recover = func(context.Context) error { return ns.RestartJetStream() }
+		cfg.Stalled = l.ns.WriteError
+		cfg.Recover = func(context.Context) error {
+			select {
+			case restart <- struct{}{}:
+			default: // already asked
+			}
+			return nil
+		}
 	}
 	return diskguard.New(cfg)
 }

@@ -45,8 +45,9 @@ func command(t *testing.T, client *http.Client, method, url, body string) (statu
 //   - with the reserve off (--min-free 0), the embedded JetStream itself
 //     meets the full disk and stops storing; the command that met it and
 //     every later one are refused with 507, validations go on, and once the
-//     space is freed JetStream is restarted and commands are accepted,
-//     without a restart of the process.
+//     space is freed the service restarts itself in the same process
+//     (HTTP away for a moment) and commands are accepted, webhooks
+//     delivered and events sealed again.
 //
 // Each time, every acknowledged create and revoke holds, and the projection
 // equals a rebuild of the ledger.
@@ -113,9 +114,24 @@ func TestDiskFull(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			st, code, _ := command(t, client, "POST", base+"/organizations/org_disk/api_keys", `{"name":"probe","permissions":["projects:read"]}`)
+			req, _ := http.NewRequest("POST", base+"/organizations/org_disk/api_keys", strings.NewReader(`{"name":"probe","permissions":["projects:read"]}`))
+			req.Header.Set("Authorization", "Bearer "+testAdminKey)
+			resp, err := client.Do(req)
+			if err != nil { // the service restarting
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %v a minute after the space was freed", when, err)
+				}
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			st, code := resp.StatusCode, ""
 			if st == http.StatusCreated {
 				return
+			}
+			if st >= 300 {
+				code = errCode(t, raw)
 			}
 			if st != http.StatusInsufficientStorage && st != http.StatusServiceUnavailable {
 				t.Fatalf("%s: create answered %d %s", when, st, code)
@@ -153,10 +169,21 @@ func TestDiskFull(t *testing.T) {
 	load("after the reserve")
 	checkKeys("space freed, reserve on")
 	c = checkProjection(t, c, dir, 1, func() *child {
-		return startChild(t, dir, addr, "KEYLEDGER_MIN_FREE=0", "KEYLEDGER_BALLAST=4MiB", "KEYLEDGER_LOG_LEVEL=info")
+		return startChildArgs(t, dir, addr, []string{"--seal-interval", "200ms"},
+			"KEYLEDGER_MIN_FREE=0", "KEYLEDGER_BALLAST=4MiB", "KEYLEDGER_LOG_LEVEL=info", "KEYLEDGER_WEBHOOK_ALLOW=127.0.0.0/8")
 	})
 
-	// Without the reserve: JetStream meets the full disk.
+	// Without the reserve: JetStream meets the full disk. A webhook
+	// endpoint and the sealer show that the consumers come back with
+	// JetStream.
+	rcv := newReceiver(t)
+	var we schemas.WebhookEndpoint
+	if st, raw := call(t, "POST", base+"/webhook_endpoints", `{"url":"`+rcv.srv.URL+`/hook","events":["api_key.created"]}`, &we); st != 201 || we.Secret == nil {
+		t.Fatalf("create webhook endpoint: %d %s", st, raw)
+	}
+	rcv.mu.Lock()
+	rcv.secret = *we.Secret
+	rcv.mu.Unlock()
 	filler = ledgertest.FillDisk(t, mnt)
 	// The files' last pages still take a few small writes: create until
 	// one meets the full disk; the ones acknowledged before must hold.
@@ -184,10 +211,25 @@ func TestDiskFull(t *testing.T) {
 	}
 	accepted("space freed, reserve off")
 	load("after the write error")
+	after, _ := create("after the restart of JetStream")
+	restarted := time.Now()
+	for delivered := false; !delivered; time.Sleep(100 * time.Millisecond) {
+		rcv.mu.Lock()
+		for _, e := range rcv.got {
+			delivered = delivered || (e.Event == schemas.EventAPIKeyCreated && subjectOf(e) == after)
+		}
+		rcv.mu.Unlock()
+		if time.Since(restarted) > 2*time.Minute {
+			t.Fatal("no webhook delivery two minutes after JetStream restarted")
+		}
+	}
+	t.Logf("the webhook delivery came %v after the create", time.Since(restarted).Round(time.Millisecond))
+	feed := listEvents(t, base, "limit=1&order=desc")
+	waitProof(t, base, feed.Data[0].ID)
 	checkKeys("space freed, reserve off")
 	checkProjection(t, c, dir, 2, nil) // waits for the process: its output is complete
-	if !strings.Contains(c.out.String(), "ledger was restarted") {
-		t.Errorf("no restart of JetStream in the log:\n%s", c.out)
+	if !strings.Contains(c.out.String(), "restarting the service") {
+		t.Errorf("no restart of the service in the log:\n%s", c.out)
 	}
 }
 

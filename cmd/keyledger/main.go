@@ -82,7 +82,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := m.ParseFlags(args[1:]); err != nil {
 			return err
 		}
-		return m.Run(ctx)
+		for {
+			err := m.Run(ctx)
+			if !errors.Is(err, errRestart) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil // asked to stop meanwhile
+			}
+			next := NewMain(stdout, stderr)
+			next.Config, next.log = m.Config, m.log
+			m = next
+		}
 	case "projections":
 		if len(args) < 2 || args[1] != "rebuild" {
 			fmt.Fprint(stderr, usage)

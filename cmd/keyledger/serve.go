@@ -393,7 +393,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	defer l.close()
 
-	guard := m.newDiskGuard(l)
+	restart := make(chan struct{}, 1)
+	guard := m.newDiskGuard(l, restart)
 	proj, err := projections.Open(projections.Config{Dir: filepath.Join(m.Config.Data, "projection"), Log: m.log, OnDiskFull: guard.DiskFull})
 	if err != nil {
 		return err
@@ -551,6 +552,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.log.Info("shutting down")
 	case err = <-projErr:
 		m.log.Error("projection stopped", "err", err)
+	case <-restart:
+		m.log.Warn("space is back after a write error: restarting the service (HTTP is away for a moment)")
+		err = errRestart
 	case err = <-httpErr:
 		m.log.Error("http server stopped", "err", err)
 	}
