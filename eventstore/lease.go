@@ -44,7 +44,7 @@ func OpenLease(ctx context.Context, nc *nats.Conn, name, holder string, ttl time
 	defer cancel()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "keyledger: which node runs a fleet-wide job (the sealer)",
-		History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: replicasFor(nc, replicas),
 	})
 	if err != nil {
 		return nil, mapErr("lease bucket", err)

@@ -18,7 +18,7 @@ import (
 // Config configures the ledger stream.
 type Config struct {
 	Stream   string        // default schemas.DefaultStreamName
-	Replicas int           // 1 on one server, 3 on a cluster
+	Replicas int           // 0 or 1: 1 on one server, up to 3 on a cluster (ClusterReplicas)
 	Dedupe   time.Duration // duplicate window, at least 2 minutes
 	Timeout  time.Duration // per request when the context has no deadline
 }
@@ -91,6 +91,9 @@ func createStream(ctx context.Context, nc *nats.Conn, timeout time.Duration, sc 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// On a cluster every stream is replicated (an existing one with fewer
+	// replicas is scaled up when adopted).
+	sc.Replicas = replicasFor(nc, sc.Replicas)
 	st, err := js.CreateOrUpdateStream(ctx, sc)
 	if err != nil {
 		return nil, nil, mapErr("create stream "+sc.Name, err)
