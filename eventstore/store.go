@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -394,6 +395,23 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	// A reconnect ends the follow, for the caller to start again from what
+	// it applied: after the cluster server it was connected to was killed,
+	// the ordered consumer has been seen to stay stalled for minutes
+	// (TestClusterThreeNATSTwoNodes with -cluster.rounds).
+	var reconnected atomic.Bool
+	status := s.nc.StatusChanged(nats.CONNECTED)
+	defer s.nc.RemoveStatusListener(status)
+	go func() {
+		select {
+		case _, ok := <-status:
+			if ok {
+				reconnected.Store(true)
+				cancel()
+			}
+		case <-ctx.Done():
+		}
+	}()
 
 	const ahead = 2
 	runs := make(chan []domain.Event, ahead-1) // full runs, in order
@@ -421,6 +439,9 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	}
 	cancel()
 	for range runs {
+	}
+	if reconnected.Load() {
+		return fmt.Errorf("eventstore: follow: reconnected to NATS: %w", domain.ErrUnavailable)
 	}
 	// The reader has returned (it closed runs), so readErr is set.
 	return readErr

@@ -19,11 +19,7 @@ import (
 
 var (
 	clusterCreates = flag.Int("cluster.creates", 60, "acknowledged creates per round of the NATS cluster test")
-	// 0 by default for now: killing the nats-server a node is connected to
-	// can leave that node's projector stalled for minutes (its ordered
-	// consumer is not recreated; found by this test, not yet fixed), which
-	// fails the round. -cluster.rounds=1 shows it.
-	clusterRounds = flag.Int("cluster.rounds", 0, "how many times the NATS cluster test kills the ledger stream's leader under load (0: none)")
+	clusterRounds  = flag.Int("cluster.rounds", 1, "how many times the NATS cluster test kills the ledger stream's leader under load")
 )
 
 // clusterKey is an acknowledged create of the cluster test.
@@ -47,9 +43,8 @@ type clusterKey struct {
 //     whole fleet, not once per node (events acknowledged before any fault
 //     exactly once; every acknowledged one at least once).
 //
-// The kill is off by default (-cluster.rounds=0, see there): with it off the
-// test checks the rest. -cluster.rounds=N -cluster.creates=M kill N times
-// with M creates per round.
+// -cluster.rounds=N -cluster.creates=M kill N times with M creates per
+// round (1 and 60 by default).
 func TestClusterThreeNATSTwoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts nats-server processes")
