@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,19 +17,15 @@ import (
 )
 
 // natsServerBinary builds nats-server from the module keyledger embeds (the
-// version go.mod names), once per test process.
-var natsServerBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "keyledger-nats-server-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "nats-server")
+// version go.mod names) into a test's temporary folder.
+func natsServerBinary(t *testing.T) (string, error) {
+	bin := filepath.Join(t.TempDir(), "nats-server")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build nats-server: %v\n%s", err, out)
 	}
 	return bin, nil
-})
+}
 
 // natsNode is one nats-server process of a test cluster.
 type natsNode struct {
@@ -51,7 +46,7 @@ type natsCluster struct {
 // until JetStream answers through every server.
 func startNATSCluster(t *testing.T, dir string, n int) *natsCluster {
 	t.Helper()
-	bin, err := natsServerBinary()
+	bin, err := natsServerBinary(t)
 	if err != nil {
 		t.Fatal(err)
 	}
