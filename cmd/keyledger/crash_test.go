@@ -102,13 +102,7 @@ func TestCrashLosesNoAcknowledgedCommand(t *testing.T) {
 	})
 	setCatalogue(t, base, "projects:read", "tasks:write")
 	rcv := newReceiver(t)
-	var we schemas.WebhookEndpoint
-	if status, raw := call(t, "POST", base+"/webhook_endpoints", `{"url":"`+rcv.srv.URL+`/hook","events":["api_key.created","api_key.revoked"]}`, &we); status != 201 || we.Secret == nil {
-		t.Fatalf("create webhook endpoint: %d %s", status, raw)
-	}
-	rcv.mu.Lock()
-	rcv.secret = *we.Secret
-	rcv.mu.Unlock()
+	rcv.subscribe(t, base, schemas.EventAPIKeyCreated, schemas.EventAPIKeyRevoked)
 
 	var (
 		mu   sync.Mutex

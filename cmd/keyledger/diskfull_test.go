@@ -177,13 +177,7 @@ func TestDiskFull(t *testing.T) {
 	// endpoint and the sealer show that the consumers come back with
 	// JetStream.
 	rcv := newReceiver(t)
-	var we schemas.WebhookEndpoint
-	if st, raw := call(t, "POST", base+"/webhook_endpoints", `{"url":"`+rcv.srv.URL+`/hook","events":["api_key.created"]}`, &we); st != 201 || we.Secret == nil {
-		t.Fatalf("create webhook endpoint: %d %s", st, raw)
-	}
-	rcv.mu.Lock()
-	rcv.secret = *we.Secret
-	rcv.mu.Unlock()
+	rcv.subscribe(t, base, schemas.EventAPIKeyCreated)
 	filler = ledgertest.FillDisk(t, mnt)
 	// The files' last pages still take a few small writes: create until
 	// one meets the full disk; the ones acknowledged before must hold.

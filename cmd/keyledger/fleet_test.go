@@ -336,13 +336,7 @@ func TestFleetNodeKilled(t *testing.T) {
 	})
 	base := func(name string) string { return "http://" + addrs[name] }
 	setCatalogue(t, base("node-a"), "projects:read")
-	var we schemas.WebhookEndpoint
-	if st, raw := call(t, "POST", base("node-a")+"/webhook_endpoints", `{"url":"`+rcv.srv.URL+`/hook","events":["api_key.created","api_key.revoked"]}`, &we); st != 201 || we.Secret == nil {
-		t.Fatalf("create webhook endpoint: %d %s", st, raw)
-	}
-	rcv.mu.Lock()
-	rcv.secret = *we.Secret
-	rcv.mu.Unlock()
+	rcv.subscribe(t, base("node-a"), schemas.EventAPIKeyCreated, schemas.EventAPIKeyRevoked)
 
 	nc, err := nats.Connect("nats://" + natsAddr)
 	if err != nil {

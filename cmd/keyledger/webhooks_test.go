@@ -64,6 +64,21 @@ func newReceiver(t *testing.T) *receiver {
 	return r
 }
 
+// subscribe registers a webhook endpoint on the server at base that sends
+// the given event types to the receiver, which then checks signatures with
+// its secret.
+func (r *receiver) subscribe(t *testing.T, base string, events ...string) {
+	t.Helper()
+	body, _ := json.Marshal(schemas.CreateWebhookEndpointRequest{URL: r.srv.URL + "/hook", Events: events})
+	var we schemas.WebhookEndpoint
+	if st, raw := call(t, "POST", base+"/webhook_endpoints", body, &we); st != 201 || we.Secret == nil {
+		t.Fatalf("create webhook endpoint: %d %s", st, raw)
+	}
+	r.mu.Lock()
+	r.secret = *we.Secret
+	r.mu.Unlock()
+}
+
 // waitFor waits until the receiver holds an event of type typ about id.
 func (r *receiver) waitFor(typ, id string) schemas.PublicEvent {
 	r.t.Helper()
