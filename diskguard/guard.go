@@ -109,12 +109,18 @@ func (g *Guard) Explain(err error) error {
 		return err
 	}
 	if werr := g.cfg.Stalled(); werr != nil {
-		if !g.stalled.Swap(true) {
-			g.cfg.Log.Error("diskguard: the ledger stopped on a write error; commands are refused until space is freed", "err", werr)
-		}
+		g.markStalled(werr)
 		return fmt.Errorf("diskguard: %v: %w", werr, domain.ErrStorageFull)
 	}
 	return err
+}
+
+// markStalled records that a store stopped on a write error, logging it
+// once, whether an append or Run saw it first.
+func (g *Guard) markStalled(err error) {
+	if !g.stalled.Swap(true) {
+		g.cfg.Log.Error("diskguard: a store stopped on a write error; commands are refused until space is freed", "err", err)
+	}
 }
 
 // DiskFull is called by a store that met a full disk, before it retries
@@ -145,8 +151,7 @@ func (g *Guard) Run(ctx context.Context) {
 func (g *Guard) look(ctx context.Context) {
 	if g.cfg.Stalled != nil && !g.stalled.Load() {
 		if err := g.cfg.Stalled(); err != nil {
-			g.stalled.Store(true)
-			g.cfg.Log.Error("diskguard: a store stopped on a write error; commands are refused until space is freed", "err", err)
+			g.markStalled(err)
 		}
 	}
 	free, err := freeSpace(g.cfg.Dir)

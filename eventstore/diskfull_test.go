@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/internal/ledgertest"
 )
 
@@ -21,16 +20,8 @@ import (
 // message and none of the failed one.
 func TestEmbeddedReportsAWriteError(t *testing.T) {
 	mnt := ledgertest.Tmpfs(t, 32<<20)
-	e, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: filepath.Join(mnt, "data")}, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := eventstore.ConnectEmbedded(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	env := startEnv(t, filepath.Join(mnt, "data"))
+	e, nc := env.ns, env.nc
 	ctx := context.Background()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -62,17 +53,9 @@ func TestEmbeddedReportsAWriteError(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	nc.Close()
-	e.Shutdown()
-	e.WaitForShutdown()
-	if e, err = eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: filepath.Join(mnt, "data")}, discardLog()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	if nc, err = eventstore.ConnectEmbedded(e); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	env.stop()
+	env = startEnv(t, env.dir)
+	e, nc = env.ns, env.nc
 	if js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}

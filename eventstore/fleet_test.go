@@ -52,16 +52,7 @@ func (s *appliedSource) WaitApplied(ctx context.Context, seq uint64) error {
 // Reports go out when the applied sequence moves and on a timer, carry the
 // node's bound, and end with leaving; malformed reports are dropped.
 func TestAppliedReports(t *testing.T) {
-	e, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{Dir: t.TempDir()}, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := eventstore.ConnectEmbedded(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := startEnv(t, "").nc
 	got := make(chan schemas.AppliedReport, 100)
 	sub, err := eventstore.SubscribeApplied(nc, discardLog(), func(r schemas.AppliedReport) { got <- r })
 	if err != nil {

@@ -164,9 +164,25 @@ func (s *Sealer) sealedSize() uint64 {
 // seal appends a checkpoint over what is new, if anything is; when another
 // node seals, it takes up that node's checkpoints instead.
 func (s *Sealer) seal(ctx context.Context) error {
-	if s.cfg.Leader != nil && !s.cfg.Leader() {
+	if s.cfg.Leader == nil {
+		return s.appendCheckpoint(ctx)
+	}
+	if !s.cfg.Leader() {
 		return s.follow(ctx)
 	}
+	err := s.appendCheckpoint(ctx)
+	if err != nil {
+		// The lease moved, or the last holder sealed since: take up what
+		// the stream holds, and seal over the rest next time.
+		if ferr := s.follow(ctx); ferr != nil {
+			return ferr
+		}
+	}
+	return err
+}
+
+// appendCheckpoint appends a checkpoint over what is new, if anything is.
+func (s *Sealer) appendCheckpoint(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	from, to := s.sealedSize(), s.tree.Size()
@@ -191,16 +207,6 @@ func (s *Sealer) seal(ctx context.Context) error {
 		return err
 	}
 	if err := s.cfg.Store.Append(ctx, c, len(s.cps)); err != nil {
-		if s.cfg.Leader != nil {
-			// The lease moved, or the last holder sealed since: take up
-			// what the stream holds, and seal over the rest next time.
-			s.mu.Unlock()
-			ferr := s.follow(ctx)
-			s.mu.Lock()
-			if ferr != nil {
-				return ferr
-			}
-		}
 		return fmt.Errorf("sealer: append checkpoint: %w", err)
 	}
 	s.cps = append(s.cps, c)

@@ -41,23 +41,40 @@ func waitFleet(t *testing.T, s *testServer, n int) {
 	}
 }
 
+// fleetNATS starts a NATS server with JetStream for a fleet of nodes in a
+// new folder, shut down after the nodes (cleanups run last first); it
+// returns the folder and the server's address.
+func fleetNATS(t testing.TB) (dir, addr string) {
+	t.Helper()
+	dir, addr = t.TempDir(), ledgertest.FreeAddr(t)
+	ns := startExternalNATS(t, filepath.Join(dir, "nats"), addr)
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return dir, addr
+}
+
+// fleetNode starts node name of a fleet, in process, on the NATS server
+// at natsAddr, with its data in dir/name and its config changed by edit.
+func fleetNode(t testing.TB, dir, natsAddr, name string, edit func(*Config)) *testServer {
+	t.Helper()
+	return startServerWith(t, filepath.Join(dir, name), func(c *Config) {
+		c.NATSURL = "nats://" + natsAddr
+		c.Node = name
+		if edit != nil {
+			edit(c)
+		}
+	})
+}
+
 // Two keyledger nodes on one NATS server: a key created on one validates
 // on the other, and a revoke answered on one is refused by the other, the
 // moment the command is answered, every time. A node that reports but lags
 // holds an answer for the staleness bound at most, and is counted; a node
 // that leaves is not waited for.
 func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
-	dir := t.TempDir()
-	addr := ledgertest.FreeAddr(t)
-	ns := startExternalNATS(t, filepath.Join(dir, "nats"), addr)
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	dir, addr := fleetNATS(t)
 	const bound = 2 * time.Second
 	node := func(name string) *testServer {
-		return startServerWith(t, filepath.Join(dir, name), func(c *Config) {
-			c.NATSURL = "nats://" + addr
-			c.StaleAfter = bound
-			c.Node = name
-		})
+		return fleetNode(t, dir, addr, name, func(c *Config) { c.StaleAfter = bound })
 	}
 	a, b := node("node-a"), node("node-b")
 	waitFleet(t, a, 1)
@@ -140,17 +157,11 @@ func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
 // events from them. When the sealing node stops, the other takes the lease
 // and seals on.
 func TestFleetSealsOnceAndHandsOver(t *testing.T) {
-	dir := t.TempDir()
-	addr := ledgertest.FreeAddr(t)
-	ns := startExternalNATS(t, filepath.Join(dir, "nats"), addr)
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	dir, addr := fleetNATS(t)
 	const sealKey = "0000000000000000000000000000000000000000000000000000000000000001"
 	node := func(name string) *testServer {
-		return startServerWith(t, filepath.Join(dir, name), func(c *Config) {
-			c.NATSURL = "nats://" + addr
-			c.Node = name
-			c.SealKey = sealKey // every node signs with the fleet's key
-		})
+		// Every node signs with the fleet's key.
+		return fleetNode(t, dir, addr, name, func(c *Config) { c.SealKey = sealKey })
 	}
 	a, b := node("node-a"), node("node-b")
 	setCatalogue(t, a.url, "projects:read")
@@ -205,16 +216,10 @@ func TestFleetSealsOnceAndHandsOver(t *testing.T) {
 func BenchmarkFleet(b *testing.B) {
 	for _, n := range []int{1, 2} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			dir := b.TempDir()
-			addr := ledgertest.FreeAddr(b)
-			ns := startExternalNATS(b, filepath.Join(dir, "nats"), addr)
-			defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+			dir, addr := fleetNATS(b)
 			var nodes []*testServer
 			for i := range n {
-				nodes = append(nodes, startServerWith(b, filepath.Join(dir, fmt.Sprint("node", i)), func(c *Config) {
-					c.NATSURL = "nats://" + addr
-					c.Node = fmt.Sprint("node", i)
-				}))
+				nodes = append(nodes, fleetNode(b, dir, addr, fmt.Sprint("node", i), nil))
 			}
 			first, last := nodes[0], nodes[n-1]
 			setCatalogue(b, first.url, "projects:read")
@@ -247,18 +252,11 @@ func BenchmarkFleet(b *testing.B) {
 // validate (503 ledger_stale) instead of calling the revoked key valid.
 // Joined again, it catches up and refuses the key as revoked.
 func TestFleetPartitionedNodeFailsClosed(t *testing.T) {
-	dir := t.TempDir()
-	addr := ledgertest.FreeAddr(t)
-	ns := startExternalNATS(t, filepath.Join(dir, "nats"), addr)
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	dir, addr := fleetNATS(t)
 	px := ledgertest.NewProxy(t, addr)
 	const bound = time.Second
 	node := func(name, url string) *testServer {
-		return startServerWith(t, filepath.Join(dir, name), func(c *Config) {
-			c.NATSURL = "nats://" + url
-			c.StaleAfter = bound
-			c.Node = name
-		})
+		return fleetNode(t, dir, url, name, func(c *Config) { c.StaleAfter = bound })
 	}
 	a, b := node("node-a", addr), node("node-b", px.Addr)
 	waitFleet(t, a, 1)
@@ -303,10 +301,7 @@ func TestFleetPartitionedNodeFailsClosed(t *testing.T) {
 // had taken come again after the ack wait), which gets nothing that is not
 // in the ledger.
 func TestFleetNodeKilled(t *testing.T) {
-	dir := t.TempDir()
-	natsAddr := ledgertest.FreeAddr(t)
-	ns := startExternalNATS(t, filepath.Join(dir, "nats"), natsAddr)
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	dir, natsAddr := fleetNATS(t)
 	rcv := newReceiver(t)
 	// Every node of a fleet shares these (README): the admin key comes from
 	// startChild.
