@@ -152,6 +152,22 @@ func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
 	}
 }
 
+// sealerLease opens the fleet's sealer lease on the NATS server at addr,
+// to read who holds it.
+func sealerLease(t *testing.T, addr string) *eventstore.Lease {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	lease, err := eventstore.OpenLease(t.Context(), nc, "sealer", "test-reader", sealLeaseTTL, 1, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lease
+}
+
 // One node seals (it holds the sealer lease); the other takes up its
 // checkpoints, checked against its own reading of the ledger, and proves
 // events from them. When the sealing node stops, the other takes the lease
@@ -173,15 +189,7 @@ func TestFleetSealsOnceAndHandsOver(t *testing.T) {
 	waitProof(t, a.url, last)
 	waitProof(t, b.url, last)
 
-	nc, err := nats.Connect("nats://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	lease, err := eventstore.OpenLease(t.Context(), nc, "sealer", "test-reader", sealLeaseTTL, 1, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lease := sealerLease(t, addr)
 	holder, err := lease.Holder(t.Context())
 	if err != nil || (holder != "node-a" && holder != "node-b") {
 		t.Fatalf("sealer lease held by %q (%v)", holder, err)
@@ -333,15 +341,8 @@ func TestFleetNodeKilled(t *testing.T) {
 	setCatalogue(t, base("node-a"), "projects:read")
 	rcv.subscribe(t, base("node-a"), schemas.EventAPIKeyCreated, schemas.EventAPIKeyRevoked)
 
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	lease, err := eventstore.OpenLease(t.Context(), nc, "sealer", "test-reader", sealLeaseTTL, 1, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lease := sealerLease(t, natsAddr)
+	var err error
 	var holder string
 	for deadline := time.Now().Add(20 * time.Second); holder == ""; time.Sleep(50 * time.Millisecond) {
 		if holder, err = lease.Holder(t.Context()); err != nil || time.Now().After(deadline) {
