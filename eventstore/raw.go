@@ -50,10 +50,11 @@ func (s *Store) FollowRaw(ctx context.Context, from uint64, fn func([]RawMessage
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	defer s.dropConsumer(cons)
 	defer it.Stop()
 	var run []RawMessage
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextContext(ctx)) // see readRuns
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -432,6 +432,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 			cancel()
 			for range runs { // wait for the reader to stop
 			}
+			s.dropConsumer(cons)
 			return err
 		}
 		clear(run) // let the events go
@@ -440,11 +441,26 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	cancel()
 	for range runs {
 	}
+	s.dropConsumer(cons)
 	if reconnected.Load() {
 		return fmt.Errorf("eventstore: follow: reconnected to NATS: %w", domain.ErrUnavailable)
 	}
 	// The reader has returned (it closed runs), so readErr is set.
 	return readErr
+}
+
+// dropConsumer deletes the ordered consumer's server-side consumer once
+// the follow is over. Stopping the iterator usually does this, but not when
+// it was stopped while recreating the consumer: that one would go on
+// pulling messages nobody reads until the connection closes.
+func (s *Store) dropConsumer(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil || !s.nc.IsConnected() {
+		return // the server drops it after its inactivity threshold
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.stream.DeleteConsumer(ctx, info.Name) // best effort, as above
 }
 
 // readRuns reads messages into runs taken from free and sends each run
@@ -458,7 +474,10 @@ func readRuns(ctx context.Context, it jetstream.MessagesContext, max int, runs, 
 		return ctx.Err()
 	}
 	for {
-		msg, err := it.Next()
+		// With ctx: Stop alone does not always end Next. The ordered
+		// consumer may be recreating its inner consumer when Stop comes,
+		// and then waits on the new one, which nothing stops.
+		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
