@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/schemas"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,9 +40,16 @@ type clusterKey struct {
 //   - killing the ledger stream's leader (SIGKILL) under a create load on
 //     both nodes loses no acknowledged create (each is in the stream and
 //     validates on both nodes) and both nodes keep serving;
+//   - node-b cut off from every NATS server (its connections go through
+//     TCP proxies, which are cut) fails closed: the moment node-a answers
+//     a revoke, node-b answers 503 ledger_stale, not valid; joined again,
+//     it refuses the key as revoked;
+//   - killing the node that holds the sealer lease (SIGKILL) moves the
+//     sealer to the other, which proves the events acknowledged after;
 //   - a webhook endpoint registered once gets every event once for the
 //     whole fleet, not once per node (events acknowledged before any fault
-//     exactly once; every acknowledged one at least once).
+//     exactly once; every acknowledged one at least once, including those
+//     the killed node had taken).
 //
 // -cluster.rounds=N -cluster.creates=M kill N times with M creates per
 // round (1 and 60 by default).
@@ -60,12 +68,23 @@ func TestClusterThreeNATSTwoNodes(t *testing.T) {
 	webhookKey := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	widgetKey := base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
 	names := []string{"node-a", "node-b"}
+	// node-b reaches every NATS server through a proxy of its own, to be
+	// cut off later.
+	var proxies []*ledgertest.Proxy
+	var proxied []string
+	for _, n := range nc.nodes {
+		px := ledgertest.NewProxy(t, n.clientAddr)
+		proxies = append(proxies, px)
+		proxied = append(proxied, "nats://"+px.Addr)
+	}
+	natsURLs := map[string]string{"node-a": nc.urls(), "node-b": strings.Join(proxied, ",")}
+	const bound = 2 * time.Second // --stale-after
 	addrs := map[string]string{}
 	children := map[string]*child{}
 	for _, name := range names {
 		addrs[name] = ledgertest.FreeAddr(t)
 		children[name] = startChildArgs(t, filepath.Join(dir, name), addrs[name],
-			[]string{"--node", name, "--nats-url", nc.urls()},
+			[]string{"--node", name, "--nats-url", natsURLs[name], "--stale-after", bound.String(), "--seal-interval", "200ms"},
 			"KEYLEDGER_SEAL_KEY="+sealKey, "KEYLEDGER_WEBHOOK_SECRET_KEY="+webhookKey, "KEYLEDGER_WIDGET_KEY="+widgetKey,
 			"KEYLEDGER_WEBHOOK_ALLOW=127.0.0.0/8", "KEYLEDGER_WEBHOOK_RETRY_SCHEDULE=20ms,50ms,100ms,200ms,500ms,1s",
 			"KEYLEDGER_WEBHOOK_TIMEOUT=2s", "KEYLEDGER_WEBHOOK_ACK_WAIT=5s", "KEYLEDGER_LOG_LEVEL=info")
@@ -268,6 +287,80 @@ func TestClusterThreeNATSTwoNodes(t *testing.T) {
 		validOn(names[1-i], *k.Value)
 		all = append(all, clusterKey{id: k.ID, value: *k.Value, node: name})
 	}
+	revoked := []string{revokedID}
+
+	// node-b cut off from all three servers: a revoke on node-a is
+	// answered (after node-b's bound at most), and from that moment node-b
+	// refuses to answer rather than call the key valid.
+	k = createKey(t, base("node-a"), "org_cluster", schemas.CreateAPIKeyRequest{Name: "partitioned", Permissions: []string{"projects:read"}})
+	validOn("node-b", *k.Value)
+	all = append(all, clusterKey{id: k.ID, value: *k.Value, node: "node-a"})
+	for _, px := range proxies {
+		px.Cut()
+	}
+	cut := time.Now()
+	if st, raw := call(t, "DELETE", base("node-a")+"/api_keys/"+k.ID, nil, nil); st != 200 {
+		t.Fatalf("revoke on node-a with node-b cut off: %d %s", st, raw)
+	}
+	answered := time.Since(cut)
+	if st, raw := call(t, "POST", base("node-b")+"/api_keys/validations", schemas.ValidateRequest{Value: *k.Value}, nil); st != 503 || errCode(t, raw) != "ledger_stale" {
+		t.Fatalf("cut-off node-b answered %d %s once node-a answered the revoke, want 503 ledger_stale", st, raw)
+	}
+	revoked = append(revoked, k.ID)
+	for _, px := range proxies {
+		px.Listen()
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var v schemas.ValidateResponse
+		st, raw := call(t, "POST", base("node-b")+"/api_keys/validations", schemas.ValidateRequest{Value: *k.Value}, &v)
+		if st == 200 {
+			if v.APIKey != nil || v.Reason != schemas.ReasonRevoked {
+				t.Fatalf("node-b joined again answered %s", raw)
+			}
+			break
+		}
+		if st != 503 || time.Now().After(deadline) {
+			t.Fatalf("node-b after the cut healed: %d %s", st, raw)
+		}
+	}
+	t.Logf("node-b cut off: node-a answered the revoke in %v (bound %v); node-b failed closed, and refused the key as revoked %v after the cut",
+		answered.Round(time.Millisecond), bound, time.Since(cut).Round(time.Millisecond))
+
+	// The node holding the sealer lease dies (SIGKILL). The other takes the
+	// lease once it expires and proves what came after; the dead node's
+	// webhook deliveries come again from the other after the ack wait.
+	holder := sealerHolder(t, js)
+	survivor := names[0]
+	if holder == names[0] {
+		survivor = names[1]
+	}
+	if err := children[holder].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = children[holder].cmd.Wait()
+	killedAt := time.Now()
+	for i := range 12 {
+		k, ok := tryCreate(client, base(survivor), fmt.Sprint("after the kill ", i))
+		if !ok {
+			t.Fatalf("create %d on %s after %s was killed failed", i, survivor, holder)
+		}
+		all = append(all, clusterKey{id: k.id, value: k.value, node: survivor})
+		if i%3 == 0 {
+			if !tryRevoke(client, base(survivor), k.id) {
+				t.Fatalf("revoke on %s after %s was killed failed", survivor, holder)
+			}
+			revoked = append(revoked, k.id)
+		}
+	}
+	feed := listEvents(t, base(survivor), "limit=1&order=desc")
+	if len(feed.Data) != 1 {
+		t.Fatal("empty feed")
+	}
+	waitProof(t, base(survivor), feed.Data[0].ID)
+	if h := sealerHolder(t, js); h != survivor {
+		t.Fatalf("sealer lease with %q after %s was killed, want %s", h, holder, survivor)
+	}
+	t.Logf("%s (the sealer) killed: %s sealed the events after it within %v", holder, survivor, time.Since(killedAt).Round(time.Millisecond))
 
 	// Webhooks: every acknowledged create was delivered; none before the
 	// fault twice (a fleet that delivered once per node would deliver each
@@ -276,22 +369,23 @@ func TestClusterThreeNATSTwoNodes(t *testing.T) {
 	// A delivery in flight when the server holding its consumer died is
 	// taken again after an ack wait: a longer deadline than waitFor's.
 	waitStart := time.Now()
-	want := map[string]string{revokedID: "api_key.revoked"}
+	type event struct{ typ, id string }
+	want := map[event]bool{}
+	for _, id := range revoked {
+		want[event{schemas.EventAPIKeyRevoked, id}] = true
+	}
 	for _, k := range all {
-		want[k.id] = "api_key.created"
+		want[event{schemas.EventAPIKeyCreated, k.id}] = true
 	}
 	for deadline := time.Now().Add(3 * time.Minute); ; {
 		rcv.mu.Lock()
+		got := map[event]bool{}
+		for _, e := range rcv.got {
+			got[event{e.Event, subjectOf(e)}] = true
+		}
 		missing := 0
-		for id, typ := range want {
-			found := false
-			for _, e := range rcv.got {
-				if e.Event == typ && strings.Contains(string(e.Data), id) {
-					found = true
-					break
-				}
-			}
-			if !found {
+		for e := range want {
+			if !got[e] {
 				missing++
 			}
 		}
@@ -342,6 +436,25 @@ func TestClusterThreeNATSTwoNodes(t *testing.T) {
 		}
 	}
 	sort.Strings(consumers)
-	t.Logf("%d acknowledged creates over %d round(s), all in the ledger and valid on both nodes; %d webhook deliveries, %d duplicate(s); consumers %v; total %v",
-		len(all), *clusterRounds, delivered, dups, consumers, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d acknowledged creates and %d revokes, over %d round(s) of a NATS server killed, a partition and a node killed; %d webhook deliveries, %d duplicate(s); consumers %v; total %v",
+		len(all), len(revoked), *clusterRounds, delivered, dups, consumers, time.Since(start).Round(time.Millisecond))
+}
+
+// sealerHolder reads which node holds the fleet's sealer lease, waiting
+// for one to.
+func sealerHolder(t *testing.T, js jetstream.JetStream) string {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), eventstore.LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		e, err := kv.Get(t.Context(), "sealer")
+		if err == nil && len(e.Value()) > 0 {
+			return string(e.Value())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody holds the sealer lease: %v", err)
+		}
+	}
 }

@@ -215,44 +215,59 @@ func TestFleetSealsOnceAndHandsOver(t *testing.T) {
 	}
 }
 
-// BenchmarkFleet measures, with 1 and 2 nodes on one NATS server, creates
-// per second (sequential, on the first node) and the latency of a revoke
-// until it is refused everywhere: the revoke's answer, which the barrier
-// holds until every node applied it (checked on the last node each time).
+// BenchmarkFleet measures, with 1 and 2 nodes, on one NATS server and on
+// a cluster of three nats-server processes (R3 streams), creates per second
+// (sequential, on the first node) and the latency of a revoke until it is
+// refused everywhere: the revoke's answer, which the barrier holds until
+// every node applied it (checked on the last node each time).
 //
 //	go test -run '^$' -bench Fleet -benchtime 300x ./cmd/keyledger/
 func BenchmarkFleet(b *testing.B) {
-	for _, n := range []int{1, 2} {
-		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			dir, addr := fleetNATS(b)
-			var nodes []*testServer
-			for i := range n {
-				nodes = append(nodes, fleetNode(b, dir, addr, fmt.Sprint("node", i), nil))
-			}
-			first, last := nodes[0], nodes[n-1]
-			setCatalogue(b, first.url, "projects:read")
-			var revokes []time.Duration
-			var creating time.Duration
-			for i := 0; b.Loop(); i++ {
-				t0 := time.Now()
-				k := createKey(b, first.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: fmt.Sprint("k", i), Permissions: []string{"projects:read"}})
-				t1 := time.Now()
-				if st, raw := call(b, "DELETE", first.url+"/api_keys/"+k.ID, nil, nil); st != 200 {
-					b.Fatalf("revoke: %d %s", st, raw)
+	for _, servers := range []int{1, 3} {
+		for _, n := range []int{1, 2} {
+			b.Run(fmt.Sprintf("servers=%d/nodes=%d", servers, n), func(b *testing.B) {
+				var dir, urls string
+				if servers == 1 {
+					var addr string
+					dir, addr = fleetNATS(b)
+					urls = "nats://" + addr
+				} else {
+					dir = b.TempDir()
+					urls = startNATSCluster(b, filepath.Join(dir, "nats"), servers).urls()
 				}
-				t2 := time.Now()
-				if v := validate(b, last.url, *k.Value); v.APIKey != nil {
-					b.Fatal("revoked key still valid on the last node")
+				var nodes []*testServer
+				for i := range n {
+					nodes = append(nodes, fleetNode(b, dir, "", fmt.Sprint("node", i), func(c *Config) { c.NATSURL = urls }))
 				}
-				creating += t1.Sub(t0)
-				revokes = append(revokes, t2.Sub(t1))
-			}
-			slices.Sort(revokes)
-			b.ReportMetric(float64(len(revokes))/creating.Seconds(), "creates/s")
-			b.ReportMetric(float64(revokes[len(revokes)/2].Microseconds())/1000, "revoke-p50-ms")
-			b.ReportMetric(float64(revokes[len(revokes)*99/100].Microseconds())/1000, "revoke-p99-ms")
-		})
+				benchFleet(b, nodes)
+			})
+		}
 	}
+}
+
+func benchFleet(b *testing.B, nodes []*testServer) {
+	first, last := nodes[0], nodes[len(nodes)-1]
+	setCatalogue(b, first.url, "projects:read")
+	var revokes []time.Duration
+	var creating time.Duration
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		k := createKey(b, first.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: fmt.Sprint("k", i), Permissions: []string{"projects:read"}})
+		t1 := time.Now()
+		if st, raw := call(b, "DELETE", first.url+"/api_keys/"+k.ID, nil, nil); st != 200 {
+			b.Fatalf("revoke: %d %s", st, raw)
+		}
+		t2 := time.Now()
+		if v := validate(b, last.url, *k.Value); v.APIKey != nil {
+			b.Fatal("revoked key still valid on the last node")
+		}
+		creating += t1.Sub(t0)
+		revokes = append(revokes, t2.Sub(t1))
+	}
+	slices.Sort(revokes)
+	b.ReportMetric(float64(len(revokes))/creating.Seconds(), "creates/s")
+	b.ReportMetric(float64(revokes[len(revokes)/2].Microseconds())/1000, "revoke-p50-ms")
+	b.ReportMetric(float64(revokes[len(revokes)*99/100].Microseconds())/1000, "revoke-p99-ms")
 }
 
 // A node cut off from NATS: a revoke on the other node is answered once the

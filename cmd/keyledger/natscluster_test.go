@@ -18,7 +18,7 @@ import (
 
 // natsServerBinary builds nats-server from the module keyledger embeds (the
 // version go.mod names) into a test's temporary folder.
-func natsServerBinary(t *testing.T) (string, error) {
+func natsServerBinary(t testing.TB) (string, error) {
 	bin := filepath.Join(t.TempDir(), "nats-server")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -36,7 +36,7 @@ type natsNode struct {
 
 // natsCluster is a JetStream cluster of nats-server processes on loopback.
 type natsCluster struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	nodes []*natsNode
 }
@@ -44,7 +44,7 @@ type natsCluster struct {
 // startNATSCluster starts n nats-server processes as one JetStream cluster
 // on free loopback ports, configuration and storage under dir, and waits
 // until JetStream answers through every server.
-func startNATSCluster(t *testing.T, dir string, n int) *natsCluster {
+func startNATSCluster(t testing.TB, dir string, n int) *natsCluster {
 	t.Helper()
 	bin, err := natsServerBinary(t)
 	if err != nil {
@@ -74,6 +74,9 @@ cluster {
   name: keyledger_test
   listen: %q
   routes: [%s]
+  # Clients keep to the URLs they were given (the partition test puts
+  # proxies there), instead of learning every server's own address.
+  no_advertise: true
 }
 `, name, node.clientAddr, store, clusterAddrs[i], strings.Join(routes, ", "))
 		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
