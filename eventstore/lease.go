@@ -42,9 +42,11 @@ func OpenLease(ctx context.Context, nc *nats.Conn, name, holder string, ttl time
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: LeaseBucket, Description: "keyledger: which node runs a fleet-wide job (the sealer)",
-		History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: replicasFor(nc, replicas),
+	kv, err := askAgain(ctx, 5*time.Second, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: LeaseBucket, Description: "keyledger: which node runs a fleet-wide job (the sealer)",
+			History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: replicasFor(nc, replicas),
+		})
 	})
 	if err != nil {
 		return nil, mapErr("lease bucket", err)

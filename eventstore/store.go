@@ -95,11 +95,36 @@ func createStream(ctx context.Context, nc *nats.Conn, timeout time.Duration, sc 
 	// On a cluster every stream is replicated (an existing one with fewer
 	// replicas is scaled up when adopted).
 	sc.Replicas = replicasFor(nc, sc.Replicas)
-	st, err := js.CreateOrUpdateStream(ctx, sc)
+	st, err := askAgain(ctx, timeout, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, sc)
+	})
 	if err != nil {
 		return nil, nil, mapErr("create stream "+sc.Name, err)
 	}
 	return js, st, nil
+}
+
+// askAgain runs req, asking again each time no answer comes within
+// timeout, until ctx ends. On a new three-server cluster, with two nodes
+// starting at once (docker compose up), a create has been seen to get no
+// answer at all though the stream or bucket was made, and the node then
+// waited for ever (TestComposeFileOnLoopback). The requests it is used
+// for create or adopt, so asking twice is harmless.
+func askAgain[T any](ctx context.Context, timeout time.Duration, req func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		v, err := req(actx)
+		cancel()
+		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+		if err == nil || !unanswered || ctx.Err() != nil {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // OpenExisting binds to the ledger stream without creating or changing it:

@@ -42,11 +42,17 @@ func main() {
 			}
 		}
 		var e struct {
-			Event          string `json:"event"`
-			OrganizationID string `json:"organization_id"`
+			Event   string `json:"event"`
+			Context struct {
+				OrganizationID *string `json:"organization_id"` // null for operator-wide events
+			} `json:"context"`
 		}
 		_ = json.Unmarshal(body, &e)
-		log.Printf("delivery %s %s org=%s", r.Header.Get("webhook-id"), e.Event, e.OrganizationID)
+		org := "-"
+		if e.Context.OrganizationID != nil {
+			org = *e.Context.OrganizationID
+		}
+		log.Printf("delivery %s %s org=%s", r.Header.Get("webhook-id"), e.Event, org)
 		w.WriteHeader(200)
 	})
 	log.Printf("webhook-receiver listening on %s", addr)
