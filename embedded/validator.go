@@ -87,7 +87,11 @@ func Open(ctx context.Context, cfg Config) (*Validator, error) {
 	}
 	if cfg.Source == "" {
 		host, _ := os.Hostname()
-		cfg.Source = host + ":" + strconv.Itoa(os.Getpid())
+		cfg.Source = schemas.NodeName(host + ":" + strconv.Itoa(os.Getpid()))
+	}
+	if !schemas.ValidNodeName(cfg.Source) {
+		// It names this validator's applied reports' subject.
+		return nil, fmt.Errorf("embedded: Source %q: 1 to 128 printable bytes without '.', '*', '>' or spaces", cfg.Source)
 	}
 	v := &Validator{cfg: cfg, log: cfg.Log}
 	opts := append([]nats.Option{

@@ -181,6 +181,13 @@ func TestStaleAfterIsAtMostTheBarriersCap(t *testing.T) {
 	}
 }
 
+// The Source names the validator's applied reports' subject.
+func TestSourceIsOneSubjectToken(t *testing.T) {
+	if _, err := embedded.Open(context.Background(), embedded.Config{NATSURL: "nats://127.0.0.1:1", Source: "app.1"}); err == nil || !strings.Contains(err.Error(), "Source") {
+		t.Fatalf("Source with a dot: %v", err)
+	}
+}
+
 func TestFailsClosedWhenTheLedgerIsLost(t *testing.T) {
 	srv := ledgertest.Start(t)
 	c := setup(t, srv)

@@ -29,7 +29,7 @@ func ReportApplied(ctx context.Context, nc *nats.Conn, node string, src AppliedS
 	send := func(r schemas.AppliedReport) {
 		raw, err := json.Marshal(r)
 		if err == nil {
-			err = nc.Publish(schemas.SubjectApplied, raw)
+			err = nc.Publish(schemas.AppliedSubject(node), raw)
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn("eventstore: applied report not sent", "err", err)
@@ -57,7 +57,7 @@ func AnnounceApplied(nc *nats.Conn, node string, applied uint64, staleAfter time
 	if err != nil {
 		return fmt.Errorf("eventstore: applied report: %w", err)
 	}
-	if err := nc.Publish(schemas.SubjectApplied, raw); err != nil {
+	if err := nc.Publish(schemas.AppliedSubject(node), raw); err != nil {
 		return fmt.Errorf("eventstore: announce: %w", err)
 	}
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
@@ -66,13 +66,19 @@ func AnnounceApplied(nc *nats.Conn, node string, applied uint64, staleAfter time
 	return nil
 }
 
-// SubscribeApplied calls fn with every well-formed applied report.
-// Malformed ones are dropped with a warning.
+// SubscribeApplied calls fn with every well-formed applied report that
+// came on the subject of the node it names. Others are dropped with a
+// warning: a report for another node's subject is one node speaking for
+// another.
 func SubscribeApplied(nc *nats.Conn, log *slog.Logger, fn func(schemas.AppliedReport)) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(schemas.SubjectApplied, func(m *nats.Msg) {
+	sub, err := nc.Subscribe(schemas.AppliedSubject("*"), func(m *nats.Msg) {
 		r, err := decodeApplied(m.Data)
 		if err != nil {
 			log.Warn("eventstore: dropped a malformed applied report", "err", err)
+			return
+		}
+		if m.Subject != schemas.AppliedSubject(r.Node) {
+			log.Warn("eventstore: dropped an applied report sent for another node", "subject", m.Subject, "node", r.Node)
 			return
 		}
 		fn(r)
@@ -88,8 +94,8 @@ func decodeApplied(raw []byte) (schemas.AppliedReport, error) {
 	if err := decodeStrict(raw, &r); err != nil {
 		return r, err
 	}
-	if r.Node == "" || len(r.Node) > 128 {
-		return r, fmt.Errorf("node name of %d bytes", len(r.Node))
+	if !schemas.ValidNodeName(r.Node) {
+		return r, fmt.Errorf("node name %q is not one subject token of 1 to 128 bytes", r.Node)
 	}
 	if r.StaleAfterMs < 0 {
 		return r, fmt.Errorf("negative stale_after_ms")

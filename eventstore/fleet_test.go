@@ -59,10 +59,15 @@ func TestAppliedReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	for _, bad := range []string{`{}`, `{"node":""}`, `{"node":"x","applied":-1}`, `{"node":"x","extra":1}`, `{"node":"x"} {}`, `{"node":"x","stale_after_ms":-5}`, `not json`} {
-		if err := nc.Publish(schemas.SubjectApplied, []byte(bad)); err != nil {
+	for _, bad := range []string{`{}`, `{"node":""}`, `{"node":"x","applied":-1}`, `{"node":"x","extra":1}`, `{"node":"x"} {}`, `{"node":"x","stale_after_ms":-5}`, `not json`,
+		`{"node":"node-y","applied":99}`, // node-y's report on node-x's subject: one node speaking for another
+		`{"node":"x*y"}`, `{"node":"x y"}`} {
+		if err := nc.Publish(schemas.AppliedSubject("node-x"), []byte(bad)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := nc.Publish(schemas.SubjectApplied, []byte(`{"node":"node-x","applied":99}`)); err != nil { // the root subject is nobody's
+		t.Fatal(err)
 	}
 	src := &appliedSource{moved: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -136,7 +136,7 @@ func validatorPermissions(stream string) *server.Permissions {
 			api + "DIRECT.GET." + stream,
 			api + "DIRECT.GET." + stream + ".>",
 			schemas.SubjectUsage,
-			schemas.SubjectApplied, // takes part in the fleet's barrier
+			schemas.AppliedSubject("*"), // takes part in the fleet's barrier
 		}},
 		// Its own inbox prefix only: a subscription to _INBOX.> would see the
 		// replies meant for keyledger's own connections.

@@ -80,11 +80,51 @@ func PublicSubject(org, eventType string) string {
 // a ledger event: the subject is outside the ledger stream.
 const SubjectUsage = "keyledger.usage"
 
-// SubjectApplied carries applied reports (AppliedReport) from every node
-// that validates, servers and embedded validators, to every server, over
-// core NATS: the fleet-wide barrier that makes a revoke immediate
-// everywhere. Outside the ledger stream.
+// SubjectApplied is the root of the subjects that carry applied reports
+// (AppliedReport) from every node that validates, servers and embedded
+// validators, to every server, over core NATS: the fleet-wide barrier that
+// makes a revoke immediate everywhere. Outside the ledger stream. A node
+// publishes on AppliedSubject(its name), and a report is taken only from
+// the subject of the node it names, so that a NATS account can let each
+// validator's user speak for its own node alone.
 const SubjectApplied = "keyledger.applied"
+
+// AppliedSubject is the subject node publishes its applied reports on.
+func AppliedSubject(node string) string { return SubjectApplied + "." + node }
+
+// ValidNodeName reports whether name can name a node of the fleet: 1 to 128
+// bytes of printable ASCII that form one subject token (no '.', '*', '>'
+// or space).
+func ValidNodeName(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// NodeName turns s (a host name, say) into a valid node name: every byte
+// ValidNodeName refuses becomes '-', and it is cut to 128 bytes.
+func NodeName(s string) string {
+	b := []byte(s)
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' {
+			b[i] = '-'
+		}
+	}
+	if len(b) == 0 {
+		return "node"
+	}
+	return string(b)
+}
 
 // SubjectEventType returns the event type at the end of a subject.
 func SubjectEventType(subject string) string {

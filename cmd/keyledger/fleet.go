@@ -12,6 +12,7 @@ import (
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/fleet"
 	"github.com/keyledger/keyledger/projections"
+	"github.com/keyledger/keyledger/schemas"
 )
 
 // fleetView is the projection as commands see it: a command's wait for its
@@ -41,7 +42,7 @@ func defaultNodeName() string {
 	}
 	raw := make([]byte, 4)
 	_, _ = rand.Read(raw)
-	return host + "-" + hex.EncodeToString(raw)
+	return schemas.NodeName(host + "-" + hex.EncodeToString(raw))
 }
 
 // fleetMetrics are the barrier's figures and the fleet's size as this

@@ -116,7 +116,7 @@ func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
 	go func() { // as a node's reporter does: at least four times per bound
 		defer close(reporting)
 		for {
-			_ = nc.Publish(schemas.SubjectApplied, stuck)
+			_ = nc.Publish(schemas.AppliedSubject("stuck"), stuck)
 			select {
 			case <-stop:
 				return
@@ -447,6 +447,19 @@ func TestStaleAfterIsAtMostTheBarriersCap(t *testing.T) {
 		t.Fatalf("--stale-after 21s: %v", err)
 	}
 	c.StaleAfter = 20 * time.Second
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node's name is its applied reports' subject token: one that is not a
+// single token is refused at start.
+func TestNodeNameIsOneSubjectToken(t *testing.T) {
+	c := Config{Data: t.TempDir(), HTTPAddr: "127.0.0.1:0", KeyPrefix: "sk_live", Node: "web-1.example.com"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--node") {
+		t.Fatalf("--node with a dot: %v", err)
+	}
+	c.Node = "web-1"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

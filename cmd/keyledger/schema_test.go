@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -153,4 +155,66 @@ func aggregateOf(t *testing.T, env schemas.Envelope) string {
 		return "api_key_permissions"
 	}
 	return d.ID
+}
+
+// The applied reports a running node publishes match their schema, on the
+// subject of the node they name, up to the one that says it leaves.
+func TestAppliedReportsMatchTheirSchema(t *testing.T) {
+	dir, addr := fleetNATS(t)
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(schemas.AppliedSubject("*"), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	n := fleetNode(t, dir, addr, "node-s", nil)
+	raw, err := fs.ReadFile(schemas.Files, "messages/applied_report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("applied_report.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("applied_report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.stop()
+	for seen := 0; ; seen++ {
+		select {
+		case m := <-msgs:
+			v, err := jsonschema.UnmarshalJSON(bytes.NewReader(m.Data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sch.Validate(v); err != nil {
+				t.Fatalf("report %s: %v", m.Data, err)
+			}
+			var r schemas.AppliedReport
+			if err := json.Unmarshal(m.Data, &r); err != nil || r.Node != "node-s" || m.Subject != schemas.AppliedSubject("node-s") {
+				t.Fatalf("report %s on %s (%v)", m.Data, m.Subject, err)
+			}
+			if r.Leaving {
+				if seen == 0 {
+					t.Fatal("only the leaving report")
+				}
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no leaving report after %d reports", seen)
+		}
+	}
 }

@@ -141,6 +141,9 @@ func (c Config) Validate() error {
 	if c.AdminKey != "" && len(c.AdminKey) < 24 {
 		errs = append(errs, errors.New("KEYLEDGER_ADMIN_KEY must be at least 24 characters"))
 	}
+	if c.Node != "" && !schemas.ValidNodeName(c.Node) {
+		errs = append(errs, fmt.Errorf("--node %q: 1 to 128 printable bytes without '.', '*', '>' or spaces (it names the node's NATS subject)", c.Node))
+	}
 	if c.StaleAfter > fleet.MaxBound {
 		errs = append(errs, fmt.Errorf("--stale-after %s: at most %s (a command waits that long for a node that lags)", c.StaleAfter, fleet.MaxBound))
 	}
