@@ -258,6 +258,7 @@ func benchFleet(b *testing.B, nodes []*testServer) {
 		if st != 503 || time.Now().After(deadline) {
 			b.Fatalf("set catalogue: %d %s", st, raw)
 		}
+		b.Logf("set catalogue on a new fleet: %d %s; again", st, raw)
 	}
 	var revokes []time.Duration
 	var creating time.Duration
