@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -96,12 +97,48 @@ func createStream(ctx context.Context, nc *nats.Conn, timeout time.Duration, sc 
 	// replicas is scaled up when adopted).
 	sc.Replicas = replicasFor(nc, sc.Replicas)
 	st, err := askAgain(ctx, timeout, func(ctx context.Context) (jetstream.Stream, error) {
+		// A stream that already is as asked is adopted without an update:
+		// every node starting would otherwise update it while the others
+		// create consumers on it, which nats-server v2.15.2 does not
+		// guard (the race detector caught fileStore.UpdateConfig against
+		// ConsumerStore in TestFleetPartitionedNodeFailsClosed).
+		st, err := js.Stream(ctx, sc.Name)
+		if err == nil && configHolds(st.CachedInfo().Config, sc) {
+			return st, nil
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, err
+		}
 		return js.CreateOrUpdateStream(ctx, sc)
 	})
 	if err != nil {
 		return nil, nil, mapErr("create stream "+sc.Name, err)
 	}
 	return js, st, nil
+}
+
+// configHolds reports whether the stream's configuration cur has every
+// setting want gives (those its JSON carries; a zero limit is the server's
+// -1), and want's age limit, which is zero for the ledger (kept for ever).
+func configHolds(cur, want jetstream.StreamConfig) bool {
+	if cur.MaxAge != want.MaxAge {
+		return false
+	}
+	var c, w map[string]any
+	rc, err1 := json.Marshal(cur)
+	rw, err2 := json.Marshal(want)
+	if err1 != nil || err2 != nil || json.Unmarshal(rc, &c) != nil || json.Unmarshal(rw, &w) != nil {
+		return false
+	}
+	for k, v := range w {
+		if v == float64(0) && c[k] == float64(-1) {
+			continue // the server's way of writing "no limit"
+		}
+		if !reflect.DeepEqual(c[k], v) {
+			return false
+		}
+	}
+	return true
 }
 
 // askAgain runs req, asking again each time no answer comes within

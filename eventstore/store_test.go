@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/domain"
@@ -946,4 +947,51 @@ func TestUnavailableAfterServerShutdown(t *testing.T) {
 	within(t, "LoadKey", func(ctx context.Context) error { _, err := st.LoadKey(ctx, testOrg, keyID); return err })
 	within(t, "LastSeq", func(ctx context.Context) error { _, err := st.LastSeq(ctx); return err })
 	within(t, "EventAt", func(ctx context.Context) error { _, err := st.EventAt(ctx, 1); return err })
+}
+
+// Opening a stream that already is as asked sends no update; one whose
+// settings were changed by hand is updated back.
+func TestOpenUpdatesOnlyAChangedStream(t *testing.T) {
+	st, env := mustOpenStore(t)
+	updates := make(chan *nats.Msg, 16)
+	sub, err := env.nc.ChanSubscribe("$JS.API.STREAM.UPDATE."+st.StreamName(), updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := env.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	env.open(t, eventstore.Config{})
+	if err := env.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(updates); n != 0 {
+		t.Fatalf("opening a stream as asked sent %d update(s)", n)
+	}
+
+	js, err := jetstream.New(env.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rawStream(t, env.nc, st.StreamName()).CachedInfo().Config
+	cfg.MaxMsgSize = 1 << 20
+	cfg.Description = "changed by hand"
+	if _, err := js.UpdateStream(ctxT(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	for len(updates) > 0 {
+		<-updates // the update by hand
+	}
+	env.open(t, eventstore.Config{})
+	if n := len(updates); n != 1 {
+		t.Fatalf("opening a changed stream sent %d update(s), want 1", n)
+	}
+	info, err := rawStream(t, env.nc, st.StreamName()).Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := eventstore.StreamConfig(eventstore.Config{}); info.Config.MaxMsgSize != want.MaxMsgSize || info.Config.Description != want.Description {
+		t.Fatalf("after opening: MaxMsgSize %d, description %q", info.Config.MaxMsgSize, info.Config.Description)
+	}
 }
