@@ -274,6 +274,14 @@ var ErrNotSealed = errors.New("sealer: the event is not sealed yet")
 // ErrUnknownEvent is Prove's error for an event the sealer has not read.
 var ErrUnknownEvent = errors.New("sealer: no such event")
 
+// Read returns how many ledger messages the sealer has read: the ledger
+// never deletes, so it has read every sequence up to this one.
+func (s *Sealer) Read() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uint64(len(s.ids))
+}
+
 // Prove returns the inclusion proof of an event in the latest checkpoint.
 func (s *Sealer) Prove(eventID string) (Proof, error) {
 	s.mu.Lock()

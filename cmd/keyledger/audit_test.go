@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/schemas"
 	"github.com/keyledger/keyledger/sealer"
 )
@@ -223,5 +225,23 @@ func TestAuditSealExportVerify(t *testing.T) {
 	}
 	if r, err := auditCmd(t, "verify", "--public-key", string(pubHex)); err != nil || !r.OK() {
 		t.Fatalf("verify after the restart: %+v, %v", r, err)
+	}
+}
+
+// An event the sealer has not read yet (it reads the ledger on its own, and
+// may be behind just after taking over) is "not sealed yet", not unknown;
+// once it has read the whole ledger, an id it does not know is not found.
+func TestProofOfAnEventTheSealerHasNotRead(t *testing.T) {
+	s := sealer.New(sealer.Config{Key: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))})
+	at := func(last uint64) proofs {
+		return proofs{s, func(context.Context) (uint64, error) { return last, nil }}
+	}
+	_, err := at(3).Prove(t.Context(), "event_01J00000000000000000000000")
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != "event_not_sealed" {
+		t.Fatalf("sealer behind the ledger: %v, want event_not_sealed", err)
+	}
+	if _, err := at(0).Prove(t.Context(), "event_01J00000000000000000000000"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("sealer caught up: %v, want not found", err)
 	}
 }

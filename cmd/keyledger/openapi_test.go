@@ -1504,6 +1504,9 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	// The ledger out of reach.
 	s.main.store.Conn().Close()
 	expect(o.do(t, u, "GET", "/events", nil), 503, "ledger_unavailable")
+	// An event the sealer does not know: whether the ledger holds it cannot
+	// be told without the ledger.
+	expect(o.do(t, u, "GET", "/events/event_01J00000000000000000000000/proof", nil), 503, "ledger_unavailable")
 	expect(o.do(t, u, "GET", "/readyz", nil), 503, "not_ready")
 	expect(o.do(t, u, "POST", keys, `{"name":"x"}`), 503, "ledger_unavailable")
 	expect(o.do(t, u, "DELETE", "/api_keys/"+victim.ID, nil), 503, "ledger_unavailable")

@@ -97,15 +97,31 @@ func (s sealStore) Append(ctx context.Context, c sealer.Checkpoint, have int) er
 }
 
 // proofs adapts the sealer to the API, in the domain's error vocabulary.
-type proofs struct{ s *sealer.Sealer }
+// last is the ledger's last sequence.
+type proofs struct {
+	s    *sealer.Sealer
+	last func(context.Context) (uint64, error)
+}
 
-func (p proofs) Prove(_ context.Context, eventID string) (any, error) {
+func (p proofs) Prove(ctx context.Context, eventID string) (any, error) {
+	notSealed := domain.Errorf(domain.KindConflict, "event_not_sealed", "the event is not in a checkpoint yet; the next one comes within the sealing interval")
 	pr, err := p.s.Prove(eventID)
 	switch {
 	case errors.Is(err, sealer.ErrUnknownEvent):
+		// The sealer reads the ledger on its own and may be behind (just
+		// after it took over from a dead node, say): an event it has not
+		// read yet exists all the same. Unknown only once it has read the
+		// whole ledger.
+		last, lerr := p.last(ctx)
+		if lerr != nil {
+			return nil, lerr
+		}
+		if p.s.Read() < last {
+			return nil, notSealed
+		}
 		return nil, domain.ErrNotFound
 	case errors.Is(err, sealer.ErrNotSealed):
-		return nil, domain.Errorf(domain.KindConflict, "event_not_sealed", "the event is not in a checkpoint yet; the next one comes within the sealing interval")
+		return nil, notSealed
 	}
 	return pr, err
 }

@@ -482,7 +482,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	handler := api.New(api.Config{
 		Metrics: metrics, MetricsToken: m.Config.MetricsToken,
 		Commands: svc, Queries: proj, Feed: l.store,
-		Proofs: proofs{seal}, Exporter: exporter{store: l.store, cps: sealStore{cpStream}, stream: m.Config.Stream, pub: sealKey.Public().(ed25519.PublicKey)},
+		Proofs: proofs{seal, l.store.LastSeq}, Exporter: exporter{store: l.store, cps: sealStore{cpStream}, stream: m.Config.Stream, pub: sealKey.Public().(ed25519.PublicKey)},
 		FailedValidationLimit: m.Config.ValidationFailLimit, Fresh: current,
 		WidgetKey: widgetKey, Members: l.store, StaleAfterDays: staleDays, UI: ui, UIFrameAncestors: m.Config.UIFrameAncestors,
 		Webhooks: out.svc, WebhookQueries: proj, Deliveries: deliveries{out.engine},
