@@ -47,6 +47,14 @@ func (p *Proxy) Listen() {
 				continue
 			}
 			p.mu.Lock()
+			if p.ln != ln {
+				// Cut while this connection was being made: Cut did not
+				// see it, so it must not live on past the cut.
+				p.mu.Unlock()
+				in.Close()
+				out.Close()
+				return
+			}
 			p.conns = append(p.conns, in, out)
 			p.mu.Unlock()
 			go func() { _, _ = io.Copy(out, in); out.Close() }()
