@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"io/fs"
 	"net"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/keyledger/keyledger/consumers"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/schemas"
 )
 
@@ -96,25 +96,7 @@ func revokeSecret(t *testing.T, l *ledger, org string, k secretKey) string {
 
 func publicEventSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	raw, err := fs.ReadFile(schemas.Files, "public/event.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	const url = "https://keyledger.dev/schemas/public/event.json"
-	if err := c.AddResource(url, doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return ledgertest.Schema(t, "public/event.json")
 }
 
 // publicMsg is one message on a public subject.

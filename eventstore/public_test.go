@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/schemas"
 )
 
@@ -21,20 +21,7 @@ import (
 // public/event.json and carries no hash, no sealed secret, and no more of a
 // webhook URL than its scheme and host.
 func TestPublicFormOfEveryEventType(t *testing.T) {
-	raw, err := fs.ReadFile(schemas.Files, "public/event.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("public.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch := c.MustCompile("public.json")
+	sch := ledgertest.Schema(t, "public/event.json")
 
 	value, err := domain.GenerateKey(domain.PrefixLive)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,24 +27,6 @@ type composeService struct {
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Volumes     []string          `yaml:"volumes"`
-}
-
-// lockedBuffer is a child's output, read while the child writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestComposeFileOnLoopback runs docker-compose.yml's services as processes
@@ -114,9 +95,9 @@ func TestComposeFileOnLoopback(t *testing.T) {
 		}
 		return s
 	}
-	start := func(name string, args []string, env []string) *lockedBuffer {
+	start := func(name string, args []string, env []string) *ledgertest.SyncBuffer {
 		t.Helper()
-		out := &lockedBuffer{}
+		out := &ledgertest.SyncBuffer{}
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env, cmd.Stdout, cmd.Stderr = env, out, out
 		if err := cmd.Start(); err != nil {

@@ -311,20 +311,25 @@ func TestFleetPartitionedNodeFailsClosed(t *testing.T) {
 	}
 
 	px.Listen()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitRefusedAsRevoked(t, b.url, *k.Value)
+}
+
+// waitRefusedAsRevoked waits until a node that was cut off answers again,
+// and checks that its answer is the revoke it missed (503 until then).
+func waitRefusedAsRevoked(t *testing.T, base, value string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		var v schemas.ValidateResponse
-		st, raw := call(t, "POST", b.url+"/api_keys/validations", schemas.ValidateRequest{Value: *k.Value}, &v)
+		st, raw := call(t, "POST", base+"/api_keys/validations", schemas.ValidateRequest{Value: value}, &v)
 		if st == 200 {
 			if v.APIKey != nil || v.Reason != schemas.ReasonRevoked {
-				t.Fatalf("joined again, node-b answered %s", raw)
+				t.Fatalf("joined again, %s answered %s", base, raw)
 			}
-			break
+			return
 		}
 		if st != 503 || time.Now().After(deadline) {
-			t.Fatalf("node-b after the cut healed: %d %s", st, raw)
+			t.Fatalf("%s after the cut healed: %d %s", base, st, raw)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/keyledger/keyledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/schemas"
 )
 
@@ -176,22 +177,7 @@ func TestAppliedReportsMatchTheirSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := fleetNode(t, dir, addr, "node-s", nil)
-	raw, err := fs.ReadFile(schemas.Files, "messages/applied_report.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("applied_report.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("applied_report.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sch := ledgertest.Schema(t, "messages/applied_report.json")
 	n.stop()
 	for seen := 0; ; seen++ {
 		select {

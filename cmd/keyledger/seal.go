@@ -103,8 +103,9 @@ type proofs struct {
 	last func(context.Context) (uint64, error)
 }
 
+var errNotSealed = domain.Errorf(domain.KindConflict, "event_not_sealed", "the event is not in a checkpoint yet; the next one comes within the sealing interval")
+
 func (p proofs) Prove(ctx context.Context, eventID string) (any, error) {
-	notSealed := domain.Errorf(domain.KindConflict, "event_not_sealed", "the event is not in a checkpoint yet; the next one comes within the sealing interval")
 	pr, err := p.s.Prove(eventID)
 	switch {
 	case errors.Is(err, sealer.ErrUnknownEvent):
@@ -117,11 +118,11 @@ func (p proofs) Prove(ctx context.Context, eventID string) (any, error) {
 			return nil, lerr
 		}
 		if p.s.Read() < last {
-			return nil, notSealed
+			return nil, errNotSealed
 		}
 		return nil, domain.ErrNotFound
 	case errors.Is(err, sealer.ErrNotSealed):
-		return nil, notSealed
+		return nil, errNotSealed
 	}
 	return pr, err
 }

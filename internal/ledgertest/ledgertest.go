@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/keyledger/keyledger/client"
 	"github.com/keyledger/keyledger/schemas"
@@ -221,4 +224,29 @@ func BenchMiddleware(b *testing.B, v client.Validator, value string) {
 			b.Fatal(w.Code, w.Body.String())
 		}
 	}
+}
+
+// Schema compiles one of the project's JSON Schemas (a path in
+// schemas.Files, such as "public/event.json"), formats asserted.
+func Schema(t testing.TB, path string) *jsonschema.Schema {
+	t.Helper()
+	raw, err := fs.ReadFile(schemas.Files, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	url := "https://keyledger.dev/schemas/" + path
+	if err := c.AddResource(url, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
