@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -480,4 +481,56 @@ func TestNodeNameIsOneSubjectToken(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Commands on one aggregate from two nodes at once are ordered by the
+// ledger as on one node: each catalogue change is answered 200 (appended
+// once) or 409 (another came first), never both or neither, and both nodes
+// end with the same catalogue, the last one appended.
+func TestFleetCommandsConflictAcrossNodes(t *testing.T) {
+	dir, addr := fleetNATS(t)
+	a, b := fleetNode(t, dir, addr, "node-a", nil), fleetNode(t, dir, addr, "node-b", nil)
+	waitFleet(t, a, 1)
+	const n = 16
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			base := []string{a.url, b.url}[i%2]
+			st, raw := call(t, "PUT", base+"/api_key_permissions", schemas.PermissionsBody{Permissions: []string{fmt.Sprintf("p%d:read", i)}}, nil)
+			if st != 200 && st != 409 {
+				t.Errorf("PUT %d on %s: %d %s", i, base, st, raw)
+			}
+			statuses[i] = st
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for _, st := range statuses {
+		if st == 200 {
+			ok++
+		}
+	}
+	var saved []schemas.PublicEvent
+	for _, e := range listEvents(t, a.url, "limit=100").Data {
+		if e.Event == schemas.EventAPIKeyPermissionsSaved {
+			saved = append(saved, e)
+		}
+	}
+	if ok == 0 || len(saved) != ok {
+		t.Fatalf("%d PUTs answered 200, %d catalogue events in the ledger (statuses %v)", ok, len(saved), statuses)
+	}
+	var last struct {
+		Permissions []string `json:"permissions"`
+	}
+	if err := json.Unmarshal(saved[len(saved)-1].Data, &last); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*testServer{a, b} {
+		var cat schemas.PermissionsBody
+		if st, raw := call(t, "GET", s.url+"/api_key_permissions", nil, &cat); st != 200 || !slices.Equal(cat.Permissions, last.Permissions) {
+			t.Fatalf("%s's catalogue: %d %s, want the last appended %v", s.url, st, raw, last.Permissions)
+		}
+	}
+	t.Logf("%d concurrent catalogue changes over two nodes: %d×200, %d×409", n, ok, n-ok)
 }
