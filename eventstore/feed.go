@@ -3,10 +3,13 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/schemas"
 )
 
@@ -68,19 +71,33 @@ func (s *Store) eventsDescending(ctx context.Context, q schemas.EventsQuery) ([]
 }
 
 // eventsFrom reads up to limit matching events from sequence from on.
+//
+// A page reads through one ephemeral consumer of its own, deleted when the
+// page is read. Not an ordered consumer: nats.go creates that one's first
+// server-side consumer when it is made and replaces it on the first fetch,
+// deleting the first in the background, so every page left a consumer
+// behind for a while and a client paging fast met the server's limit.
 func (s *Store) eventsFrom(ctx context.Context, q schemas.EventsQuery, from uint64, limit int) ([]schemas.PublicEvent, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: feedSubjects(q), DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1,
+		// Should the delete below be lost, the server drops it soon anyway.
+		InactiveThreshold: time.Minute,
+	}
+	if subjects := feedSubjects(q); len(subjects) == 1 {
+		cfg.FilterSubject = subjects[0]
+	} else {
+		cfg.FilterSubjects = subjects
+	}
 	if from <= 1 && !q.RangeStart.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartTimePolicy, 0
 		start := q.RangeStart
 		cfg.OptStartTime = &start
 	}
-	cons, err := s.stream.OrderedConsumer(ctx, cfg)
+	cons, err := s.stream.CreateConsumer(ctx, cfg)
 	if err != nil {
 		return nil, mapErr("events", err)
 	}
-	// A page's consumer is not wanted after the page: left to expire, a
-	// client paging quickly would reach the server's consumer limit.
 	defer s.deleteConsumer(cons)
 	batch, err := cons.FetchNoWait(limit)
 	if err != nil {
@@ -88,6 +105,7 @@ func (s *Store) eventsFrom(ctx context.Context, q schemas.EventsQuery, from uint
 	}
 	out := make([]schemas.PublicEvent, 0, min(limit, 256))
 	done := false
+	var delivered uint64
 	for msg := range batch.Messages() {
 		if done {
 			continue // drain the batch
@@ -95,6 +113,12 @@ func (s *Store) eventsFrom(ctx context.Context, q schemas.EventsQuery, from uint
 		meta, err := msg.Metadata()
 		if err != nil {
 			return nil, mapErr("events", err)
+		}
+		// Nothing is redelivered without acks: a message lost on the way
+		// shows as a gap in the consumer's sequence, and a page with a hole
+		// would skip an event for good.
+		if delivered++; meta.Sequence.Consumer != delivered {
+			return nil, fmt.Errorf("eventstore: events: message %d of the page lost in transit: %w", delivered, domain.ErrUnavailable)
 		}
 		e, err := Decode(msg.Subject(), msg.Data(), meta.Sequence.Stream)
 		if err != nil {
@@ -139,14 +163,16 @@ func feedSubjects(q schemas.EventsQuery) []string {
 	return subjects
 }
 
-// deleteConsumer deletes an ordered consumer's current server-side
-// consumer, on a context of its own: the caller's may have ended.
+// deleteConsumer deletes a consumer the store made for one reader once
+// the reader is done, on a context of its own (the caller's may have
+// ended). Best effort: a consumer left behind expires on the server after
+// its inactivity threshold.
 func (s *Store) deleteConsumer(cons jetstream.Consumer) {
 	info := cons.CachedInfo()
-	if info == nil || info.Name == "" {
+	if info == nil || info.Name == "" || !s.nc.IsConnected() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.cfg.Timeout, 2*time.Second))
 	defer cancel()
 	_ = s.stream.DeleteConsumer(ctx, info.Name)
 }

@@ -50,7 +50,7 @@ func (s *Store) FollowRaw(ctx context.Context, from uint64, fn func([]RawMessage
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	defer s.dropConsumer(cons)
+	defer s.deleteConsumer(cons)
 	defer it.Stop()
 	var run []RawMessage
 	for {

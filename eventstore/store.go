@@ -494,7 +494,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 			cancel()
 			for range runs { // wait for the reader to stop
 			}
-			s.dropConsumer(cons)
+			s.deleteConsumer(cons)
 			return err
 		}
 		clear(run) // let the events go
@@ -503,26 +503,15 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	cancel()
 	for range runs {
 	}
-	s.dropConsumer(cons)
+	// Stopping the iterator deletes its consumer, but not when it was
+	// stopped while the ordered consumer was recreating it: that one would
+	// go on pulling messages nobody reads until the connection closes.
+	s.deleteConsumer(cons)
 	if reconnected.Load() {
 		return fmt.Errorf("eventstore: follow: reconnected to NATS: %w", domain.ErrUnavailable)
 	}
 	// The reader has returned (it closed runs), so readErr is set.
 	return readErr
-}
-
-// dropConsumer deletes the ordered consumer's server-side consumer once
-// the follow is over. Stopping the iterator usually does this, but not when
-// it was stopped while recreating the consumer: that one would go on
-// pulling messages nobody reads until the connection closes.
-func (s *Store) dropConsumer(cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil || !s.nc.IsConnected() {
-		return // the server drops it after its inactivity threshold
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = s.stream.DeleteConsumer(ctx, info.Name) // best effort, as above
 }
 
 // readRuns reads messages into runs taken from free and sends each run
