@@ -29,6 +29,9 @@ const (
 	benchOrg       = "org_bench"
 	rawStreamName  = "BENCHRAW"
 	rawSubjectRoot = "benchraw"
+	// The floor rows' stream: raw appends to a stream one reader follows.
+	readStreamName  = "BENCHREAD"
+	readSubjectRoot = "benchread"
 	// opTimeout bounds one append of the reference, as Store.Append bounds
 	// one append of the ledger when its context has no deadline.
 	opTimeout = 5 * time.Second
@@ -255,7 +258,7 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 		return err
 	}
 	if p != nil {
-		p("starting the ledger", 0, 4)
+		p("starting the ledger", 0, phases)
 	}
 	r, err := openRig(ctx, dir, logOf(o), true, failed)
 	if err != nil {
@@ -281,6 +284,20 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 	if _, err := js.CreateStream(ctx, rawCfg); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", rawStreamName, err)
 	}
+	// The floor rows append to a stream of their own that one reader
+	// follows the whole time, as the projector follows the ledger.
+	readCfg := rawCfg
+	readCfg.Name, readCfg.Description = readStreamName, "keyledger bench: raw appends to a stream with a reader"
+	readCfg.Subjects = []string{readSubjectRoot + ".>"}
+	readStream, err := js.CreateStream(ctx, readCfg)
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", readStreamName, err)
+	}
+	stopReader, err := follow(ctx, readStream)
+	if err != nil {
+		return nil, fmt.Errorf("follow stream %s: %w", readStreamName, err)
+	}
+	defer stopReader()
 	createdBody, revokedBody, err := sampleBodies()
 	if err != nil {
 		return nil, fmt.Errorf("sample events: %w", err)
@@ -296,12 +313,15 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 		}
 		return c.Key.ID, nil
 	}
-	rawCreate := func(ctx context.Context) (rawAppend, error) {
-		agg := rawSubjectRoot + "." + benchOrg + "." + eventstore.NewID("api_key_")
-		seq, err := rawPublish(ctx, js, agg, schemas.EventAPIKeyCreated, 0, createdBody)
-		return rawAppend{agg, seq}, err
+	rawCreateOn := func(root string) func(context.Context) (rawAppend, error) {
+		return func(ctx context.Context) (rawAppend, error) {
+			agg := root + "." + benchOrg + "." + eventstore.NewID("api_key_")
+			seq, err := rawPublish(ctx, js, agg, schemas.EventAPIKeyCreated, 0, createdBody)
+			return rawAppend{agg, seq}, err
+		}
 	}
-	refC, subjC, err := Alternate(ctx, o, phase(p, 1, 4), "creates",
+	rawCreate, readCreate := rawCreateOn(rawSubjectRoot), rawCreateOn(readSubjectRoot)
+	refC, subjC, err := Alternate(ctx, o, phase(p, 1, phases), "creates",
 		"raw jetstream append", createSide(workers, raws, rawCreate, withCause),
 		"keyledger create", createSide(workers, keys, createKey, withCause))
 	if err != nil {
@@ -328,7 +348,7 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 	}
 	// Each revoke round first tops its pool up, untimed, to what it may
 	// take at the fastest rate seen so far (the creates' to begin with).
-	refR, subjR, err := Alternate(ctx, o, phase(p, 2, 4), "revokes",
+	refR, subjR, err := Alternate(ctx, o, phase(p, 2, phases), "revokes",
 		"raw jetstream append, existing subject", revokeSide(workers, raws, fastest(refC), rawCreate, rawRevoke, withCause),
 		"keyledger revoke", revokeSide(workers, keys, fastest(subjC), createKey, revokeKey, withCause))
 	if err != nil {
@@ -349,7 +369,7 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 	// How long a revoke takes to be in force, from the command to the
 	// projection refusing the key, when revokes are not queueing behind 15
 	// other writers: one revoker at a time, against one raw appender.
-	refL, subjL, err := Alternate(ctx, o, phase(p, 3, 4), "revoke latency",
+	refL, subjL, err := Alternate(ctx, o, phase(p, 3, phases), "revoke latency",
 		"raw jetstream append, one writer", revokeSide(1, raws, fastest(refR)/4, rawCreate, rawRevoke, withCause),
 		"keyledger revoke, one writer", revokeSide(1, keys, fastest(subjR)/4, createKey, revokeKey, withCause))
 	if err != nil {
@@ -362,7 +382,73 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 			subjL.P50Ms, subjL.P99Ms, refL.P50Ms, refL.P99Ms)},
 	}
 	latency.Met = Met(subjL.P99Ms < 5)
-	return []Result{create, revoke, latency}, nil
+
+	// The floor of a ledger that a projection reads: the same raw appends,
+	// to a stream that one reader follows, decoding every event as the
+	// projector does. keyledger's stream always has that reader, and the
+	// server's work delivering to it lands on every append.
+	reads := &pool[rawAppend]{}
+	refCF, subjCF, err := Alternate(ctx, o, phase(p, 4, phases), "creates, floor",
+		"raw jetstream append, stream with a reader", createSide(workers, reads, readCreate, withCause),
+		"keyledger create", createSide(workers, keys, createKey, withCause))
+	if err != nil {
+		return nil, withCause(err)
+	}
+	refRF, subjRF, err := Alternate(ctx, o, phase(p, 5, phases), "revokes, floor",
+		"raw jetstream append, existing subject, stream with a reader", revokeSide(workers, reads, fastest(refCF), readCreate, rawRevoke, withCause),
+		"keyledger revoke", revokeSide(workers, keys, fastest(subjCF), createKey, revokeKey, withCause))
+	if err != nil {
+		return nil, withCause(err)
+	}
+	floor := func(scenario, what string, subj, ref Measure) Result {
+		return Result{
+			Scenario: scenario, Subject: subj, Reference: ref, Ratio: ratio(subj.OpsPerSec, ref.OpsPerSec),
+			RatioOf: what + "/s ÷ raw appends/s to a stream one reader follows", Target: "(reported: the floor of a ledger a projection reads)",
+			Notes: []string{fmt.Sprintf("raw append to a stream with a reader p50 %.3f ms, p99 %.3f ms; %d workers, fsync on every write; the reader decodes every event, as the projector does",
+				ref.P50Ms, ref.P99Ms, workers), roundRatiosNote(subj, ref)},
+		}
+	}
+	return []Result{create, revoke, latency,
+		floor("commands-create-floor", "creates", subjCF, refCF),
+		floor("commands-revoke-floor", "revokes", subjRF, refRF)}, nil
+}
+
+// phases is how many steps the commands scenario shows on the progress bar.
+const phases = 6
+
+// follow reads stream from its start until ctx ends or the returned stop is
+// called, decoding every message as a ledger event: the work the projector
+// asks of the server and of the client, without the projection.
+func follow(ctx context.Context, stream jetstream.Stream) (stop func(), err error) {
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msg, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				return
+			}
+			meta, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			_, _ = eventstore.Decode(msg.Subject(), msg.Data(), meta.Sequence.Stream)
+		}
+	}()
+	return func() {
+		cancel()
+		it.Stop()
+		<-done
+	}, nil
 }
 
 // roundRatiosNote says how far the ratio moved from round to round: on a
