@@ -101,3 +101,72 @@ func TestFollowStopsAtAnUndecodableMessage(t *testing.T) {
 		t.Errorf("fn got %v, want 1, 2, 3", got)
 	}
 }
+
+// A follow whose consumer falls silent while the ledger holds events it
+// has not read ends with ErrUnavailable after StallAfter, for its caller to
+// follow again on a new consumer; an idle ledger never ends it. The
+// consumer is silenced by pausing it on the server.
+func TestFollowEndsWhenItStalls(t *testing.T) {
+	env := startEnv(t, "")
+	const stallAfter = 300 * time.Millisecond
+	st := env.open(t, eventstore.Config{StallAfter: stallAfter})
+	createKey(t, st, testOrg, orgOwner(testOrg))
+	ctx := ctxT(t)
+	follow := func(from uint64) (chan uint64, chan error) {
+		got, errc := make(chan uint64, 16), make(chan error, 1)
+		go func() {
+			errc <- st.Follow(ctx, from, 16, func(run []domain.Event) error {
+				for _, e := range run {
+					got <- e.Seq
+				}
+				return nil
+			})
+		}()
+		return got, errc
+	}
+	got, errc := follow(1)
+	if seq := <-got; seq != 1 {
+		t.Fatalf("read seq %d first", seq)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("an idle follow ended: %v", err)
+	case <-time.After(5 * stallAfter):
+	}
+
+	js, err := jetstream.New(env.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := rawStream(t, env.nc, st.StreamName()).ConsumerNames(ctx)
+	var paused int
+	for name := range names.Name() {
+		if _, err := js.PauseConsumer(ctx, st.StreamName(), name, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		paused++
+	}
+	if paused != 1 {
+		t.Fatalf("paused %d consumers, want the follow's one", paused)
+	}
+	_, seq := createKey(t, st, testOrg, orgOwner(testOrg))
+	select {
+	case err := <-errc:
+		if !errors.Is(err, domain.ErrUnavailable) || !strings.Contains(err.Error(), "read nothing") {
+			t.Fatalf("stalled follow ended with %v", err)
+		}
+	case s := <-got:
+		t.Fatalf("a paused consumer delivered seq %d", s)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled follow did not end")
+	}
+	got, _ = follow(seq)
+	select {
+	case s := <-got:
+		if s != seq {
+			t.Fatalf("followed again, read seq %d first, want %d", s, seq)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("following again read nothing")
+	}
+}

@@ -23,11 +23,18 @@ type Config struct {
 	Replicas int           // 0 or 1: 1 on one server, up to 3 on a cluster (ClusterReplicas)
 	Dedupe   time.Duration // duplicate window, at least 2 minutes
 	Timeout  time.Duration // per request when the context has no deadline
+	// StallAfter ends a follow that has read nothing for this long while
+	// the ledger holds events it has not read, so that its caller follows
+	// again on a new consumer (default 3 s).
+	StallAfter time.Duration
 }
 
 func (c *Config) withDefaults() {
 	if c.Stream == "" {
 		c.Stream = schemas.DefaultStreamName
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = 3 * time.Second
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -475,6 +482,11 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 		}
 	}()
 
+	var stalled atomic.Bool
+	var read followProgress
+	read.next.Store(from)
+	go s.watchStall(ctx, &read, func() { stalled.Store(true); cancel() })
+
 	const ahead = 2
 	runs := make(chan []domain.Event, ahead-1) // full runs, in order
 	free := make(chan []domain.Event, ahead)   // runs fn has finished with
@@ -484,7 +496,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	var readErr error
 	go func() {
 		defer close(runs)
-		readErr = readRuns(ctx, it, max, runs, free)
+		readErr = readRuns(ctx, it, max, runs, free, &read)
 	}()
 	for run := range runs {
 		if ctx.Err() != nil {
@@ -510,6 +522,9 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	if reconnected.Load() {
 		return fmt.Errorf("eventstore: follow: reconnected to NATS: %w", domain.ErrUnavailable)
 	}
+	if stalled.Load() {
+		return fmt.Errorf("eventstore: follow: read nothing for %v from sequence %d while the ledger holds it: %w", s.cfg.StallAfter, read.next.Load(), domain.ErrUnavailable)
+	}
 	// The reader has returned (it closed runs), so readErr is set.
 	return readErr
 }
@@ -517,7 +532,54 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 // readRuns reads messages into runs taken from free and sends each run
 // that ends (caught up, or max events) on runs, until ctx ends or a message
 // cannot be read or decoded.
-func readRuns(ctx context.Context, it jetstream.MessagesContext, max int, runs, free chan []domain.Event) error {
+// followProgress is what a follow's reader has done, for watchStall.
+type followProgress struct {
+	next    atomic.Uint64 // the sequence the reader waits for
+	waiting atomic.Bool   // in Next, not held up by a slow fn
+}
+
+// watchStall calls stall when the reader has waited in Next for the same
+// sequence for StallAfter while the ledger already holds it. nats.go's
+// ordered consumer has been seen to sit silent like that on a new
+// cluster (a fleet's first command waited 10 s for a node whose projector
+// had not read sequence 1); a new consumer reads on.
+func (s *Store) watchStall(ctx context.Context, read *followProgress, stall func()) {
+	every := max(s.cfg.StallAfter/3, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var since time.Time // when the reader was first seen waiting for next
+	var next uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := read.next.Load()
+		if !read.waiting.Load() || n != next {
+			next, since = n, time.Time{}
+			continue
+		}
+		if since.IsZero() {
+			since = time.Now()
+			continue
+		}
+		if time.Since(since) < s.cfg.StallAfter {
+			continue
+		}
+		last, err := s.LastSeq(ctx)
+		if err != nil || last < n {
+			since = time.Now() // nothing to read, or no telling: not a stall
+			continue
+		}
+		if read.next.Load() == n && read.waiting.Load() {
+			stall()
+			return
+		}
+	}
+}
+
+func readRuns(ctx context.Context, it jetstream.MessagesContext, max int, runs, free chan []domain.Event, read *followProgress) error {
 	var run []domain.Event
 	select {
 	case run = <-free:
@@ -528,7 +590,9 @@ func readRuns(ctx context.Context, it jetstream.MessagesContext, max int, runs, 
 		// With ctx: Stop alone does not always end Next. The ordered
 		// consumer may be recreating its inner consumer when Stop comes,
 		// and then waits on the new one, which nothing stops.
+		read.waiting.Store(true)
 		msg, err := it.Next(jetstream.NextContext(ctx))
+		read.waiting.Store(false)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -539,6 +603,7 @@ func readRuns(ctx context.Context, it jetstream.MessagesContext, max int, runs, 
 		if err != nil {
 			return fmt.Errorf("eventstore: follow: %w", err)
 		}
+		read.next.Store(meta.Sequence.Stream + 1)
 		e, err := Decode(msg.Subject(), msg.Data(), meta.Sequence.Stream)
 		if err != nil {
 			return err

@@ -27,9 +27,13 @@ const runSize = 512
 func (p *Projection) Run(ctx context.Context, src Source) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := src.Follow(ctx, p.Applied()+1, runSize, p.Apply)
+		from := p.Applied() + 1
+		err := src.Follow(ctx, from, runSize, p.Apply)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if p.Applied() >= from {
+			backoff = 100 * time.Millisecond // it read on: not the same failure again
 		}
 		if errors.Is(err, errCorrupt) {
 			return err
