@@ -105,8 +105,33 @@ func TestFollowStopsAtAnUndecodableMessage(t *testing.T) {
 // A follow whose consumer falls silent while the ledger holds events it
 // has not read ends with ErrUnavailable after StallAfter, for its caller to
 // follow again on a new consumer; an idle ledger never ends it. The
-// consumer is silenced by pausing it on the server.
+// consumer is silenced by pausing it on the server. Follow (the
+// projector's) and FollowRaw (the sealer's) alike.
 func TestFollowEndsWhenItStalls(t *testing.T) {
+	type followFunc func(st *eventstore.Store, ctx context.Context, from uint64, got chan<- uint64) error
+	for name, follow := range map[string]followFunc{
+		"Follow": func(st *eventstore.Store, ctx context.Context, from uint64, got chan<- uint64) error {
+			return st.Follow(ctx, from, 16, func(run []domain.Event) error {
+				for _, e := range run {
+					got <- e.Seq
+				}
+				return nil
+			})
+		},
+		"FollowRaw": func(st *eventstore.Store, ctx context.Context, from uint64, got chan<- uint64) error {
+			return st.FollowRaw(ctx, from, func(run []eventstore.RawMessage) error {
+				for _, m := range run {
+					got <- m.Seq
+				}
+				return nil
+			})
+		},
+	} {
+		t.Run(name, func(t *testing.T) { testFollowStalls(t, follow) })
+	}
+}
+
+func testFollowStalls(t *testing.T, followFn func(st *eventstore.Store, ctx context.Context, from uint64, got chan<- uint64) error) {
 	env := startEnv(t, "")
 	const stallAfter = 300 * time.Millisecond
 	st := env.open(t, eventstore.Config{StallAfter: stallAfter})
@@ -114,14 +139,7 @@ func TestFollowEndsWhenItStalls(t *testing.T) {
 	ctx := ctxT(t)
 	follow := func(from uint64) (chan uint64, chan error) {
 		got, errc := make(chan uint64, 16), make(chan error, 1)
-		go func() {
-			errc <- st.Follow(ctx, from, 16, func(run []domain.Event) error {
-				for _, e := range run {
-					got <- e.Seq
-				}
-				return nil
-			})
-		}()
+		go func() { errc <- followFn(st, ctx, from, got) }()
 		return got, errc
 	}
 	got, errc := follow(1)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,16 +49,30 @@ func (s *Store) FollowRaw(ctx context.Context, from uint64, fn func([]RawMessage
 	if err != nil {
 		return mapErr("follow raw", err)
 	}
+	outer := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer s.deleteConsumer(cons)
 	defer it.Stop()
+	// As Follow: a reader that falls silent with messages to read ends,
+	// for its caller to follow again on a new consumer.
+	var read followProgress
+	read.next.Store(max(from, 1))
+	var stalled atomic.Bool
+	go s.watchStall(ctx, &read, func() { stalled.Store(true); cancel() })
 	var run []RawMessage
 	for {
+		read.waiting.Store(true)
 		msg, err := it.Next(jetstream.NextContext(ctx)) // see readRuns
+		read.waiting.Store(false)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if outer.Err() != nil {
+				return outer.Err()
+			}
+			if stalled.Load() {
+				return fmt.Errorf("eventstore: follow raw: read nothing for %v from sequence %d while the ledger holds it: %w", s.cfg.StallAfter, read.next.Load(), domain.ErrUnavailable)
 			}
 			return mapErr("follow raw", err)
 		}
@@ -65,6 +80,7 @@ func (s *Store) FollowRaw(ctx context.Context, from uint64, fn func([]RawMessage
 		if err != nil {
 			return fmt.Errorf("eventstore: follow raw: %w", err)
 		}
+		read.next.Store(m.Seq + 1)
 		run = append(run, m)
 		meta, _ := msg.Metadata()
 		if meta.NumPending == 0 || len(run) >= 256 {

@@ -123,7 +123,7 @@ func (s *Sealer) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	err = s.cfg.Source.FollowRaw(ctx, 1, func(run []Message) error {
+	follow := func(run []Message) error {
 		s.mu.Lock()
 		for _, m := range run {
 			if m.Seq != s.tree.Size()+1 {
@@ -144,14 +144,40 @@ func (s *Sealer) Run(ctx context.Context) error {
 			return s.seal(ctx)
 		}
 		return nil
-	})
-	if cause := context.Cause(ctx); errors.Is(cause, ErrTampered) {
-		return cause
 	}
-	if ctx.Err() != nil && !errors.Is(err, ErrTampered) {
-		return nil
+	// A follow that fails for any reason but tampering (NATS away, a
+	// reader that fell silent) is started again where the tree ends: a
+	// sealer that stopped would leave every later event unprovable.
+	backoff := 100 * time.Millisecond
+	for {
+		s.mu.Lock()
+		from := s.tree.Size() + 1
+		s.mu.Unlock()
+		err = s.cfg.Source.FollowRaw(ctx, from, follow)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrTampered) {
+			return cause
+		}
+		if errors.Is(err, ErrTampered) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.cfg.Log.Warn("sealer: following the ledger failed; following again", "err", err, "from", from)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		s.mu.Lock()
+		progressed := s.tree.Size()+1 > from
+		s.mu.Unlock()
+		if progressed {
+			backoff = 100 * time.Millisecond
+		} else {
+			backoff = min(2*backoff, 5*time.Second)
+		}
 	}
-	return err
 }
 
 func (s *Sealer) sealedSize() uint64 {

@@ -88,6 +88,10 @@ type Config struct {
 	// StaleAfter is how long validations answer without a proof that the
 	// projection is current (the ledger lost); then they fail closed.
 	StaleAfter time.Duration
+	// FollowStall is how long the projector's or the sealer's reader of the
+	// ledger may read nothing while the ledger holds events it has not
+	// read before it is replaced by a new one (0: 3s).
+	FollowStall time.Duration
 
 	// ValidationFailLimit rate limits failed validations per source
 	// address (--validation-fail-limit); the zero value: off.
@@ -146,6 +150,9 @@ func (c Config) Validate() error {
 	}
 	if c.StaleAfter > fleet.MaxBound {
 		errs = append(errs, fmt.Errorf("--stale-after %s: at most %s (a command waits that long for a node that lags)", c.StaleAfter, fleet.MaxBound))
+	}
+	if c.FollowStall < 0 {
+		errs = append(errs, errors.New("--follow-stall cannot be negative"))
 	}
 	if c.WebhookTimeout < 0 || c.WebhookAckWait < 0 {
 		errs = append(errs, errors.New("--webhook-timeout and --webhook-ack-wait cannot be negative"))
@@ -222,6 +229,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.SealEvery, "seal-every", 1000, "seal a checkpoint after this many new events")
 	fs.DurationVar(&c.SealInterval, "seal-interval", time.Minute, "seal whatever is new at least this often")
 	fs.DurationVar(&c.StaleAfter, "stale-after", 10*time.Second, "validations fail closed (503) when this node cannot prove for this long that its projection is current with the ledger")
+	fs.DurationVar(&c.FollowStall, "follow-stall", 3*time.Second, "a reader of the ledger (projector, sealer) that reads nothing for this long while the ledger holds events it has not read is replaced")
 	failLimit := fs.String("validation-fail-limit", env("KEYLEDGER_VALIDATION_FAIL_LIMIT", "100/min"), "failed validations (not_found, malformed, revoked, expired) one source address may make, e.g. 100/min, 10/s or 20/30s; past it its further failed validations are answered 429 with Retry-After (valid keys never are); 0 turns it off (KEYLEDGER_VALIDATION_FAIL_LIMIT)")
 	fs.StringVar(&c.Node, "node", env("KEYLEDGER_NODE", ""), "this node's name in the fleet, unique per process (KEYLEDGER_NODE; default: host name and a random suffix)")
 	minFree := fs.String("min-free", env("KEYLEDGER_MIN_FREE", "64MiB"), "commands are refused (507 storage_full) while the data folder's disk has less free space than this; validations go on; 0 turns the check off (KEYLEDGER_MIN_FREE)")
@@ -319,7 +327,7 @@ func (m *Main) openLedger(ctx context.Context) (*ledger, error) {
 		l.close()
 		return nil, err
 	}
-	l.store, err = eventstore.Open(ctx, l.nc, eventstore.Config{Stream: m.Config.Stream})
+	l.store, err = eventstore.Open(ctx, l.nc, eventstore.Config{Stream: m.Config.Stream, StallAfter: m.Config.FollowStall})
 	if err != nil {
 		l.close()
 		return nil, err
