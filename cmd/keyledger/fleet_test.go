@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -533,4 +535,107 @@ func TestFleetCommandsConflictAcrossNodes(t *testing.T) {
 		}
 	}
 	t.Logf("%d concurrent catalogue changes over two nodes: %d×200, %d×409", n, ok, n-ok)
+}
+
+// The audit sinks and the public subjects are shared by the fleet, as the
+// webhooks are: with two nodes configured with the same sink name, every
+// ledger event lands once in one of the two nodes' sink files (each node
+// writes what its share of the consumer gets), and is published once on
+// its public subject, not once per node.
+func TestFleetSharesSinksAndPublicSubjects(t *testing.T) {
+	dir, addr := fleetNATS(t)
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	published := map[string]int{}
+	sub, err := nc.Subscribe(schemas.SubjectPublicRoot+".>", func(m *nats.Msg) {
+		var e schemas.PublicEvent
+		if err := json.Unmarshal(m.Data, &e); err != nil || e.ID == "" {
+			t.Errorf("public subject %s: %v %q", m.Subject, err, m.Data)
+			return
+		}
+		mu.Lock()
+		published[e.ID]++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	sinks := map[string]string{}
+	var nodes []*testServer
+	for _, name := range []string{"node-a", "node-b"} {
+		sinks[name] = filepath.Join(dir, name+"-audit.jsonl")
+		nodes = append(nodes, fleetNode(t, dir, addr, name, func(c *Config) {
+			c.AuditSinks = []string{"file:" + sinks[name] + "?name=audit"}
+		}))
+	}
+	waitFleet(t, nodes[0], 1)
+	waitFleet(t, nodes[1], 1)
+	setCatalogue(t, nodes[0].url, "projects:read")
+	for i := range 30 {
+		on := nodes[i%2]
+		k := createKey(t, on.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: fmt.Sprint("k", i), Permissions: []string{"projects:read"}})
+		if i%3 == 0 {
+			if st, raw := call(t, "DELETE", nodes[(i+1)%2].url+"/api_keys/"+k.ID, nil, nil); st != 200 {
+				t.Fatalf("revoke: %d %s", st, raw)
+			}
+		}
+	}
+	ledger := readLedger(t, nodes[0].url)
+
+	written := func() (map[string]int, map[string]int) {
+		all, per := map[string]int{}, map[string]int{}
+		for name, path := range sinks {
+			raw, err := os.ReadFile(path)
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			for line := range strings.Lines(string(raw)) {
+				var e schemas.PublicEvent
+				if err := json.Unmarshal([]byte(line), &e); err != nil || e.ID == "" {
+					t.Fatalf("%s: %v %q", path, err, line)
+				}
+				all[e.ID]++
+				per[name]++
+			}
+		}
+		return all, per
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		all, per := written()
+		mu.Lock()
+		pub := maps.Clone(published)
+		mu.Unlock()
+		if len(all) >= len(ledger.subject) && len(pub) >= len(ledger.subject) {
+			// Every event is there: give a second copy time to show.
+			time.Sleep(time.Second)
+			all, per = written()
+			mu.Lock()
+			pub = maps.Clone(published)
+			mu.Unlock()
+			for id := range ledger.subject {
+				if all[id] != 1 || pub[id] != 1 {
+					t.Errorf("event %s: %d times in the sinks, %d times on its public subject; want once each", id, all[id], pub[id])
+				}
+			}
+			for id := range all {
+				if _, ok := ledger.subject[id]; !ok {
+					t.Errorf("sink wrote %s, which is not in the ledger", id)
+				}
+			}
+			t.Logf("%d ledger events: sink files %v, each once; public subjects once each", len(ledger.subject), per)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %d of %d events in the sinks, %d published", len(all), len(ledger.subject), len(pub))
+		}
+	}
 }
