@@ -107,12 +107,12 @@ var errNotSealed = domain.Errorf(domain.KindConflict, "event_not_sealed", "the e
 
 func (p proofs) Prove(ctx context.Context, eventID string) (any, error) {
 	pr, err := p.s.Prove(eventID)
-	switch {
-	case errors.Is(err, sealer.ErrUnknownEvent):
+	if errors.Is(err, sealer.ErrUnknownEvent) {
 		// The sealer reads the ledger on its own and may be behind (just
 		// after it took over from a dead node, say): an event it has not
 		// read yet exists all the same. Unknown only once it has read the
-		// whole ledger.
+		// whole ledger as it stood after the first look, and a second look
+		// still misses it: the sealer may have read the event in between.
 		last, lerr := p.last(ctx)
 		if lerr != nil {
 			return nil, lerr
@@ -120,8 +120,11 @@ func (p proofs) Prove(ctx context.Context, eventID string) (any, error) {
 		if p.s.Read() < last {
 			return nil, errNotSealed
 		}
-		return nil, domain.ErrNotFound
-	case errors.Is(err, sealer.ErrNotSealed):
+		if pr, err = p.s.Prove(eventID); errors.Is(err, sealer.ErrUnknownEvent) {
+			return nil, domain.ErrNotFound
+		}
+	}
+	if errors.Is(err, sealer.ErrNotSealed) {
 		return nil, errNotSealed
 	}
 	return pr, err
