@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,10 +57,7 @@ func (s *Store) FollowRaw(ctx context.Context, from uint64, fn func([]RawMessage
 	defer it.Stop()
 	// As Follow: a reader that falls silent with messages to read ends,
 	// for its caller to follow again on a new consumer.
-	var read followProgress
-	read.next.Store(max(from, 1))
-	var stalled atomic.Bool
-	go s.watchStall(ctx, &read, func() { stalled.Store(true); cancel() })
+	read := s.watchStalls(ctx, from, cancel)
 	var run []RawMessage
 	for {
 		read.waiting.Store(true)
@@ -71,8 +67,8 @@ func (s *Store) FollowRaw(ctx context.Context, from uint64, fn func([]RawMessage
 			if outer.Err() != nil {
 				return outer.Err()
 			}
-			if stalled.Load() {
-				return fmt.Errorf("eventstore: follow raw: read nothing for %v from sequence %d while the ledger holds it: %w", s.cfg.StallAfter, read.next.Load(), domain.ErrUnavailable)
+			if err := read.stallErr("follow raw"); err != nil {
+				return err
 			}
 			return mapErr("follow raw", err)
 		}

@@ -482,10 +482,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 		}
 	}()
 
-	var stalled atomic.Bool
-	var read followProgress
-	read.next.Store(from)
-	go s.watchStall(ctx, &read, func() { stalled.Store(true); cancel() })
+	read := s.watchStalls(ctx, from, cancel)
 
 	const ahead = 2
 	runs := make(chan []domain.Event, ahead-1) // full runs, in order
@@ -496,7 +493,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	var readErr error
 	go func() {
 		defer close(runs)
-		readErr = readRuns(ctx, it, max, runs, free, &read)
+		readErr = readRuns(ctx, it, max, runs, free, read)
 	}()
 	for run := range runs {
 		if ctx.Err() != nil {
@@ -522,20 +519,36 @@ func (s *Store) Follow(ctx context.Context, from uint64, max int, fn func([]doma
 	if reconnected.Load() {
 		return fmt.Errorf("eventstore: follow: reconnected to NATS: %w", domain.ErrUnavailable)
 	}
-	if stalled.Load() {
-		return fmt.Errorf("eventstore: follow: read nothing for %v from sequence %d while the ledger holds it: %w", s.cfg.StallAfter, read.next.Load(), domain.ErrUnavailable)
+	if err := read.stallErr("follow"); err != nil {
+		return err
 	}
 	// The reader has returned (it closed runs), so readErr is set.
 	return readErr
 }
 
-// readRuns reads messages into runs taken from free and sends each run
-// that ends (caught up, or max events) on runs, until ctx ends or a message
-// cannot be read or decoded.
 // followProgress is what a follow's reader has done, for watchStall.
 type followProgress struct {
 	next    atomic.Uint64 // the sequence the reader waits for
 	waiting atomic.Bool   // in Next, not held up by a slow fn
+	stalled atomic.Bool   // watchStall ended the follow
+	after   time.Duration
+}
+
+// stallErr is the error a follow ends with when watchStall ended it, or nil.
+func (p *followProgress) stallErr(op string) error {
+	if !p.stalled.Load() {
+		return nil
+	}
+	return fmt.Errorf("eventstore: %s: read nothing for %v from sequence %d while the ledger holds it: %w", op, p.after, p.next.Load(), domain.ErrUnavailable)
+}
+
+// watchStalls watches a follow's reader, which waits for sequence from
+// first, until ctx ends: see watchStall. stop ends the follow.
+func (s *Store) watchStalls(ctx context.Context, from uint64, stop context.CancelFunc) *followProgress {
+	read := &followProgress{after: s.cfg.StallAfter}
+	read.next.Store(max(from, 1))
+	go s.watchStall(ctx, read, func() { read.stalled.Store(true); stop() })
+	return read
 }
 
 // watchStall calls stall when the reader has waited in Next for the same
@@ -579,6 +592,9 @@ func (s *Store) watchStall(ctx context.Context, read *followProgress, stall func
 	}
 }
 
+// readRuns reads messages into runs taken from free and sends each run
+// that ends (caught up, or max events) on runs, until ctx ends or a message
+// cannot be read or decoded.
 func readRuns(ctx context.Context, it jetstream.MessagesContext, max int, runs, free chan []domain.Event, read *followProgress) error {
 	var run []domain.Event
 	select {

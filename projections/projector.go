@@ -56,22 +56,6 @@ var errCorrupt = errors.New("projections: ledger and projection disagree")
 func (p *Projection) Apply(events []domain.Event) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	return p.applyLocked(events)
-}
-
-// applyStored applies e, an event this node has just appended, when it is
-// the very next event to apply; it reports whether it did. The projector
-// reads e later and skips it, as it skips any event already applied.
-func (p *Projection) applyStored(e domain.Event) (bool, error) {
-	p.applyMu.Lock()
-	defer p.applyMu.Unlock()
-	if p.Applied() != e.Seq-1 {
-		return false, nil
-	}
-	return true, p.applyLocked([]domain.Event{e})
-}
-
-func (p *Projection) applyLocked(events []domain.Event) error {
 	applied := p.Applied()
 	b := p.db.NewBatch()
 	defer b.Close()

@@ -107,11 +107,7 @@ func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
 
 	// A node that reports but does not apply: the revoke waits the bound,
 	// is answered, and the laggard is counted.
-	nc, err := nats.Connect("nats://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connectNATS(t, addr)
 	k := createKey(t, a.url, "org_fleet", schemas.CreateAPIKeyRequest{Name: "before the stuck node", Permissions: []string{"projects:read"}})
 	stuck, _ := json.Marshal(schemas.AppliedReport{Node: "stuck", Applied: 1})
 	stop := make(chan struct{})
@@ -157,13 +153,20 @@ func TestFleetAnswersHoldOnEveryNode(t *testing.T) {
 
 // sealerLease opens the fleet's sealer lease on the NATS server at addr,
 // to read who holds it.
-func sealerLease(t *testing.T, addr string) *eventstore.Lease {
+// connectNATS connects to the NATS server at addr for the rest of the test.
+func connectNATS(t testing.TB, addr string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect("nats://" + addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	return nc
+}
+
+func sealerLease(t *testing.T, addr string) *eventstore.Lease {
+	t.Helper()
+	nc := connectNATS(t, addr)
 	lease, err := eventstore.OpenLease(t.Context(), nc, "sealer", "test-reader", sealLeaseTTL, 1, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -544,11 +547,7 @@ func TestFleetCommandsConflictAcrossNodes(t *testing.T) {
 // its public subject, not once per node.
 func TestFleetSharesSinksAndPublicSubjects(t *testing.T) {
 	dir, addr := fleetNATS(t)
-	nc, err := nats.Connect("nats://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connectNATS(t, addr)
 	var mu sync.Mutex
 	published := map[string]int{}
 	sub, err := nc.Subscribe(schemas.SubjectPublicRoot+".>", func(m *nats.Msg) {

@@ -162,11 +162,7 @@ func aggregateOf(t *testing.T, env schemas.Envelope) string {
 // subject of the node they name, up to the one that says it leaves.
 func TestAppliedReportsMatchTheirSchema(t *testing.T) {
 	dir, addr := fleetNATS(t)
-	nc, err := nats.Connect("nats://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connectNATS(t, addr)
 	msgs := make(chan *nats.Msg, 64)
 	sub, err := nc.ChanSubscribe(schemas.AppliedSubject("*"), msgs)
 	if err != nil {

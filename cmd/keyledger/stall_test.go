@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/schemas"
@@ -32,11 +31,7 @@ func TestSilencedLedgerReadersAreReplaced(t *testing.T) {
 	before := createKey(t, s.url, "org_stall", req)
 	waitProof(t, s.url, eventOf(before.ID))
 
-	nc, err := nats.Connect("nats://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connectNATS(t, addr)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
