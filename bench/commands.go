@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -211,27 +212,36 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, aggregate, eventTyp
 }
 
 // sampleBodies encodes a realistic api_key.created and api_key.revoked, as
-// the ledger stores them, for the reference's message bodies.
-func sampleBodies() (created, revoked []byte, err error) {
+// the ledger stores them, for the reference's message bodies. ledgerSubject
+// gives, for a reference subject (<root>.<org>.<aggregate>.<event type>),
+// the ledger subject its body was encoded for, so that a reader can decode
+// it as a ledger event.
+func sampleBodies() (created, revoked []byte, ledgerSubject func(string) string, err error) {
 	v, err := domain.GenerateKey(domain.PrefixLive)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	id := eventstore.NewID("api_key_")
 	now := time.Now().UTC()
-	_, created, err = eventstore.Encode(domain.Event{
+	createdSubj, created, err := eventstore.Encode(domain.Event{
 		ID: eventstore.NewID("event_"), OrganizationID: benchOrg, AggregateID: id, Actor: domain.Admin(), CreatedAt: now,
 		Data: domain.KeyCreated{KeyID: id, Name: "bench", Owner: domain.Owner{Type: domain.OwnerOrganization, ID: benchOrg},
 			Permissions: benchPerms, Hash: domain.HashKey(v), Obfuscated: domain.ObfuscateKey(v)},
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	_, revoked, err = eventstore.Encode(domain.Event{
+	revokedSubj, revoked, err := eventstore.Encode(domain.Event{
 		ID: eventstore.NewID("event_"), OrganizationID: benchOrg, AggregateID: id, Actor: domain.Admin(), CreatedAt: now,
 		Data: domain.KeyRevoked{KeyID: id, Reason: domain.ReasonRequested},
 	})
-	return created, revoked, err
+	ledgerSubject = func(subject string) string {
+		if strings.HasSuffix(subject, "."+schemas.EventAPIKeyRevoked) {
+			return revokedSubj
+		}
+		return createdSubj
+	}
+	return created, revoked, ledgerSubject, err
 }
 
 // commands measures creates and revokes through the Service, with the
@@ -293,15 +303,19 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", readStreamName, err)
 	}
-	stopReader, err := follow(ctx, readStream)
-	if err != nil {
-		return nil, fmt.Errorf("follow stream %s: %w", readStreamName, err)
-	}
-	defer stopReader()
-	createdBody, revokedBody, err := sampleBodies()
+	createdBody, revokedBody, ledgerSubject, err := sampleBodies()
 	if err != nil {
 		return nil, fmt.Errorf("sample events: %w", err)
 	}
+	stopReader, err := follow(ctx, readStream, ledgerSubject)
+	if err != nil {
+		return nil, fmt.Errorf("follow stream %s: %w", readStreamName, err)
+	}
+	defer func() {
+		if rerr := stopReader(); rerr != nil && err == nil {
+			err = fmt.Errorf("the floor's reader of %s: %w", readStreamName, rerr)
+		}
+	}()
 	workers := max(o.Conns, 1)
 
 	// What a create side appends is what its revoke side revokes.
@@ -416,10 +430,12 @@ func commands(ctx context.Context, o Options, p Progress) (_ []Result, err error
 // phases is how many steps the commands scenario shows on the progress bar.
 const phases = 6
 
-// follow reads stream from its start until ctx ends or the returned stop is
-// called, decoding every message as a ledger event: the work the projector
-// asks of the server and of the client, without the projection.
-func follow(ctx context.Context, stream jetstream.Stream) (stop func(), err error) {
+// follow reads stream from its start until the returned stop is called (or
+// ctx ends), decoding every message as the ledger event its body is (see
+// sampleBodies): the work the projector asks of the server and of the
+// client, without the projection. stop returns the first error the reader
+// met.
+func follow(ctx context.Context, stream jetstream.Stream, ledgerSubject func(string) string) (stop func() error, err error) {
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, err
@@ -429,25 +445,33 @@ func follow(ctx context.Context, stream jetstream.Stream) (stop func(), err erro
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	var readErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
 			msg, err := it.Next(jetstream.NextContext(ctx))
 			if err != nil {
+				if ctx.Err() == nil {
+					readErr = err
+				}
 				return
 			}
 			meta, err := msg.Metadata()
-			if err != nil {
-				continue
+			if err == nil {
+				_, err = eventstore.Decode(ledgerSubject(msg.Subject()), msg.Data(), meta.Sequence.Stream)
 			}
-			_, _ = eventstore.Decode(msg.Subject(), msg.Data(), meta.Sequence.Stream)
+			if err != nil {
+				readErr = err
+				return
+			}
 		}
 	}()
-	return func() {
+	return func() error {
 		cancel()
 		it.Stop()
 		<-done
+		return readErr
 	}, nil
 }
 
